@@ -1,0 +1,1 @@
+"""The hardware vocabulary: accelerator specs and alias resolution (pure Python, no Django)."""

@@ -1,0 +1,71 @@
+"""One error shape for every 4xx: {"error": {"code", "message", "fields"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from marketplace.errors import DomainError
+
+
+def _flatten(detail: Any) -> list[str]:
+    if isinstance(detail, dict):
+        return [f"{k}: {m}" for k, v in detail.items() for m in _flatten(v)]
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item)]
+    return [str(detail)]
+
+
+def _fields(detail: Any) -> dict[str, Any]:
+    """DRF's nested detail to {field: [messages]} (nested serializers keep their structure)."""
+    if isinstance(detail, dict):
+        out: dict[str, Any] = {}
+        for key, value in detail.items():
+            if isinstance(value, dict):
+                out[key] = _fields(value)
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                out[key] = [_fields(v) for v in value]
+            else:
+                out[key] = [str(m) for m in (value if isinstance(value, list) else [value])]
+        return out
+    return {}
+
+
+def error_body(code: str, message: str, fields: dict | None = None, **extra: Any) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.fields, **exc.extra), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+        return Response(error_body("invalid", "; ".join(exc.messages), fields), status=400)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        fields = _fields(detail) if isinstance(detail, dict) else {}
+        non_field = fields.pop("non_field_errors", None)
+        messages = non_field or _flatten(detail)
+        message = "; ".join(str(m) for m in messages) if messages else "Invalid input."
+        response.data = error_body("invalid", message, fields)
+        return response
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        if response.status_code == status.HTTP_401_UNAUTHORIZED:
+            code = "not_authenticated"
+        response.data = error_body(code, "; ".join(_flatten(exc.detail)))
+    return response

@@ -1,0 +1,1 @@
+"""Celery tasks and provider drivers."""

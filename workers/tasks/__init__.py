@@ -1,0 +1,3 @@
+from workers.tasks import offers
+
+__all__ = ["offers"]
