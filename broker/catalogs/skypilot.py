@@ -212,7 +212,13 @@ class _CloudReader:
         """Turn one row into a draft offer (or a pending spot price); returns a skip reason or None."""
         path, cloud = self.path, self.cloud
         acc_name = row["AcceleratorName"]
+        # Every row's numbers are checked, so a malformed file fails even where the row would be skipped.
         count_f = _float(row["AcceleratorCount"], "AcceleratorCount", path, line)
+        price = _decimal(row["Price"], "Price", path, line)
+        spot = _decimal(row.get("SpotPrice", ""), "SpotPrice", path, line)
+        vcpus = _float(row["vCPUs"], "vCPUs", path, line)
+        ram_gb = _float(row["MemoryGiB"], "MemoryGiB", path, line)
+        disk_gb = _float(row.get("StorageGiB", ""), "StorageGiB", path, line)
         if acc_name:
             self.with_accelerator += 1
         if not acc_name or count_f == 0:
@@ -245,8 +251,6 @@ class _CloudReader:
         if canonical is None:
             self.unknown[acc_name] += 1
             return SKIP_UNKNOWN_ACCELERATOR
-        price = _decimal(row["Price"], "Price", path, line)
-        spot = _decimal(row.get("SpotPrice", ""), "SpotPrice", path, line)
         if instance.endswith(SPOT_SUFFIX):
             self.spot_rows.append((external_id(instance[: -len(SPOT_SUFFIX)], region, zone), spot or price))
             return None
@@ -269,9 +273,9 @@ class _CloudReader:
                 "accelerator": canonical,
                 "count": count,
                 "memory_gb": memory or float(spec.memory_gb or 0) or 1.0,
-                "vcpus": round(_float(row["vCPUs"], "vCPUs", path, line)),
-                "ram_gb": _float(row["MemoryGiB"], "MemoryGiB", path, line),
-                "disk_gb": _float(row.get("StorageGiB", ""), "StorageGiB", path, line),
+                "vcpus": round(vcpus),
+                "ram_gb": ram_gb,
+                "disk_gb": disk_gb,
                 "interconnect": interconnect_for(spec, hints),
                 "region": region,
                 "zone": zone,
