@@ -173,6 +173,10 @@ def test_offer_facts(catalog_dir: Path) -> None:
     assert Region.objects.get(key="nebius/eu-north1").energy_zone == "eu-finland"
     utah = Region.objects.get(key="lambda/us-west-3")
     assert (utah.energy_zone, utah.grid_ci_gco2_per_kwh, utah.latitude) == ("", None, 40.76)
+    assert (virginia.latitude, virginia.longitude) == (39.04, -77.49)
+    assert (
+        Region.objects.filter(latitude__isnull=True).count() == 12
+    )  # catalog regions whose site is unpublished
 
 
 def copy_catalog(catalog_dir: Path, tmp_path: Path) -> Path:

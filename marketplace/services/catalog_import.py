@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from broker.catalogs.model import CatalogError, CatalogOffer, ImportReport
-from broker.catalogs.regions import RegionInfo, RegionMap, default_region_map
+from broker.catalogs.regions import RegionInfo, RegionMap, default_region_map, load_energy_region_coords
 from broker.catalogs.skypilot import AGGREGATORS, read_catalog
 from marketplace.errors import ValidationFailed
 from marketplace.models import Accelerator, Offer, Provider, Region
@@ -130,9 +130,20 @@ def write_catalog_offers(
         )
         for key, value in result.items():
             counts[key] += value
+    fill_energy_region_coords()
     if counts["created"] or counts["updated"] or counts["unlisted"] or counts["relisted"]:
         catalog_bump()
     return counts
+
+
+def fill_energy_region_coords() -> int:
+    """Give the energy reference regions (seeded without a location) their approximate coordinates."""
+    coords = load_energy_region_coords()
+    regions = list(Region.objects.filter(key__in=coords, latitude__isnull=True))
+    for region in regions:
+        region.latitude, region.longitude = coords[region.key]
+    Region.objects.bulk_update(regions, ["latitude", "longitude"], batch_size=BATCH)
+    return len(regions)
 
 
 def provider_for_cloud(cloud: str) -> tuple[Provider, bool]:

@@ -20,7 +20,13 @@ from broker.catalogs.regions import RegionInfo, default_region_map
 from marketplace.demo import OFFERS_CSV, DemoOffer, read_demo_offers
 from marketplace.models import ApiToken, Offer, Provider, Region, User
 from marketplace.models.accounts import Role
-from marketplace.services.catalog_import import accelerator_ids, ensure_regions, money, upsert_offers
+from marketplace.services.catalog_import import (
+    accelerator_ids,
+    ensure_regions,
+    fill_energy_region_coords,
+    money,
+    upsert_offers,
+)
 from marketplace.services.catalog_version import catalog_bump
 from marketplace.services.tokens import token_create
 
@@ -85,6 +91,7 @@ def _load(rows: list[DemoOffer], now: datetime) -> DemoSummary:
         counts = upsert_offers(providers[slug], fields, now=now, source=source, catalog_name=catalog)
         created += counts["created"]
         updated += counts["updated"] + counts["relisted"]
+    fill_energy_region_coords()
     if created or updated:
         catalog_bump()
     return DemoSummary(
