@@ -65,6 +65,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "marketplace",
+    "marketplace.orders",
+    "marketplace.billing",
+    "marketplace.agents",
 ]
 
 MIDDLEWARE = [
