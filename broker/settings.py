@@ -8,6 +8,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from broker.env import env_bool, env_int, env_list, env_str, env_url
+from marketplace.agents.beat import SCHEDULE as AGENTS_BEAT
+from marketplace.billing.beat import SCHEDULE as BILLING_BEAT
+from marketplace.orders.beat import SCHEDULE as ORDERS_BEAT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BROKER_VAR_DIR", str(BASE_DIR / "var")))
@@ -52,6 +55,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "broker")
 CELERY_BEAT_SCHEDULE = {
     "unlist-expired-offers": {"task": "workers.tasks.offers.unlist_expired_offers", "schedule": 60.0},
+    **ORDERS_BEAT,
+    **BILLING_BEAT,
+    **AGENTS_BEAT,
 }
 
 INSTALLED_APPS = [

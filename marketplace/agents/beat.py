@@ -1,0 +1,3 @@
+"""Celery beat entries of this app (plain data: settings imports it before apps load)."""
+
+SCHEDULE: dict[str, dict] = {}
