@@ -142,7 +142,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute broker API",
-    "DESCRIPTION": "Search accelerator offers, list capacity, and (later) get workload-aware recommendations.",
+    "DESCRIPTION": "Search accelerator offers, list capacity, get workload-aware recommendations, place orders.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
