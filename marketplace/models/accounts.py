@@ -23,7 +23,8 @@ class User(AbstractUser):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(role=Role.PROVIDER, provider__isnull=False) | (~Q(role=Role.PROVIDER) & Q(provider__isnull=True))),
+                condition=(Q(role=Role.PROVIDER, provider__isnull=False)
+                           | (~Q(role=Role.PROVIDER) & Q(provider__isnull=True))),
                 name="user_provider_member_has_provider",
                 violation_error_message="Provider members belong to exactly one provider; other roles to none.",
             ),
@@ -41,7 +42,8 @@ class User(AbstractUser):
 class ApiToken(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, help_text="First characters of the key, shown so people can tell tokens apart.")
+    prefix = models.CharField(max_length=12,
+                              help_text="First characters of the key, shown so people can tell tokens apart.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
