@@ -13,12 +13,13 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/offers/"
 
-# Offer.price_per_accelerator_hour is GeneratedField(price_per_hour / accelerator_count). SQLite stores a whole
-# Decimal such as 25.0000 as the INTEGER 25, so the column becomes 25 / 8 = 3 (integer division) there; on
-# PostgreSQL (numeric) it is 3.125. Reported to the model owner; strict, so the fix turns these into failures
-# that ask for this marker to go.
-SQLITE_INTEGER_DIVISION = pytest.mark.xfail(connection.vendor == "sqlite", strict=True,
-                                            reason="SQLite integer-divides the generated per-accelerator price")
+# Offer.price_per_accelerator_hour is GeneratedField(price_per_hour / accelerator_count). SQLite stores a
+# whole Decimal such as 25.0000 as the INTEGER 25, so the column becomes 25 / 8 = 3 (integer division)
+# there; on PostgreSQL (numeric) it is 3.125. Reported to the model owner; strict, so the fix turns these
+# into failures that ask for this marker to go.
+SQLITE_INTEGER_DIVISION = pytest.mark.xfail(
+    connection.vendor == "sqlite", strict=True,
+    reason="SQLite integer-divides the generated per-accelerator price")
 
 
 def acc(name: str) -> Accelerator:
@@ -38,13 +39,14 @@ def catalog(make_offer, provider_a, provider_b):
     b["h100x4"] = make_offer(provider_a, name="h100x4", accelerator_count=4, price_per_hour=Decimal("12"),
                              region=reg("eu-frankfurt"), network_gbps=100)
     b["a100x8"] = make_offer(provider_b, name="a100x8", accelerator=acc("NVIDIA A100-SXM4-80GB"),
-                             price_per_hour=Decimal("14"), region=reg("us-west-oregon"), interconnect="nvlink")
+                             price_per_hour=Decimal("14"), region=reg("us-west-oregon"),
+                             interconnect="nvlink")
     b["a100x1"] = make_offer(provider_b, name="a100x1", accelerator=acc("NVIDIA A100-PCIE-40GB"),
                              accelerator_count=1, accelerator_memory_gb=40, price_per_hour=Decimal("1.5"),
                              network_gbps=25)
     b["mi300x8"] = make_offer(provider_b, name="mi300x8", accelerator=acc("AMD Instinct MI300X"),
-                              accelerator_memory_gb=192, price_per_hour=Decimal("25"), region=reg("eu-finland"),
-                              interconnect="xgmi", network_gbps=400)
+                              accelerator_memory_gb=192, price_per_hour=Decimal("25"),
+                              region=reg("eu-finland"), interconnect="xgmi", network_gbps=400)
     b["draft"] = make_offer(provider_a, name="draft", price_per_hour=Decimal("5"), status="draft")
     b["expired"] = make_offer(provider_a, name="expired", price_per_hour=Decimal("6"),
                               available_until=timezone.now() - timedelta(minutes=1))
@@ -110,7 +112,8 @@ def test_result_row_shape(api, catalog):
     assert row == {
         "id": catalog["mi300x8"].id, "external_id": "", "name": "mi300x8", "status": "listed",
         "source": "provider", "provider": "provider-b", "provider_name": "Provider B",
-        "provider_verified": False, "reliability": None, "accelerator": "AMD Instinct MI300X", "vendor": "AMD",
+        "provider_verified": False, "reliability": None, "accelerator": "AMD Instinct MI300X",
+        "vendor": "AMD",
         "stack": "rocm", "count": 8, "memory_gb": 192.0, "total_memory_gb": 1536.0, "bf16_tflops": 1307.4,
         "fp64_tflops": 81.7, "vcpus": 96, "ram_gb": 1024.0, "disk_gb": 2000.0, "interconnect": "xgmi",
         "inter_node": "none", "network_gbps": 400.0, "region": "eu-finland", "country": "FI",
@@ -168,9 +171,9 @@ def test_search_is_two_queries_token_and_page(api, catalog, django_assert_num_qu
 
 @pytest.mark.parametrize(("params", "status", "code", "fields"), [
     ({"q": "gpu_ram>=24"}, 400, "invalid_query",
-     {"q": ["unknown field 'gpu_ram' (did you mean 'memory_gb'?); valid fields: accelerator, vendor, stack, "
-            "count, memory_gb, total_memory_gb, bf16_tflops, fp64_tflops, vcpus, ram_gb, disk_gb, interconnect, "
-            "inter_node, network_gbps, region, country, carbon_gco2_per_kwh, price_per_hour, "
+     {"q": ["unknown field 'gpu_ram' (did you mean 'memory_gb'?); valid fields: accelerator, vendor, "
+            "stack, count, memory_gb, total_memory_gb, bf16_tflops, fp64_tflops, vcpus, ram_gb, disk_gb, "
+            "interconnect, inter_node, network_gbps, region, country, carbon_gco2_per_kwh, price_per_hour, "
             "price_per_accelerator_hour, interruptible_price_per_hour, nodes_available, min_rental_hours, "
             "provider, reliability"]}),
     ({"q": "count~8"}, 400, "invalid_query",
@@ -189,8 +192,10 @@ def test_search_is_two_queries_token_and_page(api, catalog, django_assert_num_qu
                    "fp64_tflops, vcpus, ram_gb, disk_gb, network_gbps, carbon_gco2_per_kwh, price_per_hour, "
                    "price_per_accelerator_hour, interruptible_price_per_hour, nodes_available, "
                    "min_rental_hours, reliability (prefix '-' for descending)"]}),
-    ({"page_size": "500"}, 400, "invalid", {"page_size": ["Ensure this value is less than or equal to 200."]}),
-    ({"page_size": "0"}, 400, "invalid", {"page_size": ["Ensure this value is greater than or equal to 1."]}),
+    ({"page_size": "500"}, 400, "invalid",
+     {"page_size": ["Ensure this value is less than or equal to 200."]}),
+    ({"page_size": "0"}, 400, "invalid",
+     {"page_size": ["Ensure this value is greater than or equal to 1."]}),
     ({"cursor": "garbage"}, 400, "invalid_cursor",
      {"cursor": ["not a cursor this API issued; use the 'next' or 'previous' link as given"]}),
 ])
@@ -217,8 +222,8 @@ def test_a_cursor_belongs_to_its_ordering(api, catalog):
 
 
 def test_anonymous_gets_401_in_the_error_shape(anon, catalog):
-    for response in (anon.get(URL), anon.get(f"{URL}{catalog['h100x8'].id}/"), anon.post(URL, {}, format="json"),
-                     anon.get("/api/v1/accelerators/resolve/?name=H100")):
+    for response in (anon.get(URL), anon.get(f"{URL}{catalog['h100x8'].id}/"),
+                     anon.post(URL, {}, format="json"), anon.get("/api/v1/accelerators/resolve/?name=H100")):
         assert response.status_code == 401
         assert response.json() == {"error": {"code": "not_authenticated", "fields": {},
                                               "message": "Authentication credentials were not provided."}}
@@ -226,7 +231,8 @@ def test_anonymous_gets_401_in_the_error_shape(anon, catalog):
         "code": "not_authenticated", "message": "Invalid or revoked token.", "fields": {}}
 
 
-def test_detail_shows_listed_offers_and_own_drafts_only(api, client_for, member_a, member_b, operator, catalog):
+def test_detail_shows_listed_offers_and_own_drafts_only(api, client_for, member_a, member_b, operator,
+                                                        catalog):
     draft = catalog["draft"].id
     assert api.get(f"{URL}{catalog['h100x8'].id}/").json()["name"] == "h100x8"
     assert api.get(f"{URL}{draft}/").status_code == 404

@@ -1,4 +1,4 @@
-"""The offer query language: pure parsing, exact clauses for valid queries, exact messages for invalid ones."""
+"""The offer query language: exact clauses for valid queries, exact messages for invalid ones."""
 
 from decimal import Decimal
 
@@ -8,10 +8,10 @@ from broker.query import FIELDS, OPERATORS, Clause, QueryError, parse
 from broker.query.language import MAX_CLAUSES, SORTABLE_FIELDS, VENDORS, vendor_key
 
 A100S = ("NVIDIA A100-PCIE-40GB", "NVIDIA A100-PCIE-80GB", "NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB")
-VALID_FIELDS = ("accelerator, vendor, stack, count, memory_gb, total_memory_gb, bf16_tflops, fp64_tflops, vcpus, "
-                "ram_gb, disk_gb, interconnect, inter_node, network_gbps, region, country, carbon_gco2_per_kwh, "
-                "price_per_hour, price_per_accelerator_hour, interruptible_price_per_hour, nodes_available, "
-                "min_rental_hours, provider, reliability")
+VALID_FIELDS = ("accelerator, vendor, stack, count, memory_gb, total_memory_gb, bf16_tflops, fp64_tflops, "
+                "vcpus, ram_gb, disk_gb, interconnect, inter_node, network_gbps, region, country, "
+                "carbon_gco2_per_kwh, price_per_hour, price_per_accelerator_hour, interruptible_price_per_hour, "
+                "nodes_available, min_rental_hours, provider, reliability")
 
 
 def test_the_issue_example_parses_to_exact_clauses():
@@ -122,7 +122,8 @@ INVALID = [
     ("count>=8 9", 9, "expected a field name at position 9, found '9'"),
     (" ".join(["count>=1"] * (MAX_CLAUSES + 1)), 270, "query has more than 30 clauses; the limit is 30"),
     ("count>=1" + " " * 993, None, "query is 1001 characters long; the limit is 1000"),
-    ("region in [" + ",".join(["a"] * 51) + "]", 0, "region in [...]: the list has 51 items; the limit is 50"),
+    ("region in [" + ",".join(["a"] * 51) + "]", 0,
+     "region in [...]: the list has 51 items; the limit is 50"),
 ]
 
 
