@@ -36,10 +36,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 $(VAR_DIR):
-	@mkdir -p $@
+	@mkdir -p $@/static
 
 run: export BROKER_DEV := 1
 run: venv | $(VAR_DIR)
+	@mkdir -p $(VAR_DIR)/static
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py load_demo
@@ -53,6 +54,7 @@ run: venv | $(VAR_DIR)
 	  PATH="$(BIN):$$PATH" exec $(BIN)/honcho start --no-colour -f Procfile $$procs
 
 test: venv | $(VAR_DIR)
+	@mkdir -p $(VAR_DIR)/static
 	@BIN="$(BIN)" bash scripts/test.sh $(PYTEST_ARGS)
 
 # wrk (Debian package) is the load generator when present; as root it is installed, otherwise a Python

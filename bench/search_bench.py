@@ -84,7 +84,9 @@ def grow_offers(target: int, rng: random.Random) -> int:
 
     from marketplace.models import Offer
 
-    templates = list(Offer.objects.filter(status=Offer.Status.LISTED))
+    listed = Offer.objects.filter(status=Offer.Status.LISTED)
+    # Catalog-derived offers only (the demo data also holds labelled synthetic ones), when there are any.
+    templates = list(listed.filter(source=Offer.Source.IMPORT)) or list(listed)
     if not templates:
         raise SystemExit("search_bench: the catalog has no listed offers to sample from")
     missing = target - Offer.objects.count()
@@ -251,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
     from marketplace.models import Accelerator, Offer
 
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing
     try:
         call_command("migrate", verbosity=0)
         load_catalog(args.catalog)
-        catalog_offers = Offer.objects.filter(status=Offer.Status.LISTED).count()
+        catalog_offers = Offer.objects.filter(status=Offer.Status.LISTED, source=Offer.Source.IMPORT).count()
         added = grow_offers(args.offers, random.Random(20261127))
         token = bench_token()
         offers = Offer.objects.count()

@@ -52,7 +52,7 @@ def test_worker_unlists_expired_offers(worker: CeleryWorker, provider_a, make_of
     assert after[expired.pk] > before[expired.pk]
     for untouched in (open_ended, current, expired_draft):
         assert after[untouched.pk] == before[untouched.pk]
-    assert f"Task workers.tasks.offers.unlist_expired_offers[{result.id}] succeeded" in worker.log()
+    assert worker.wait_for_log(f"Task workers.tasks.offers.unlist_expired_offers[{result.id}] succeeded")
 
     # Idempotent: a second run finds nothing to do and changes nothing.
     again = unlist_expired_offers.apply_async(queue=worker.queue)

@@ -98,7 +98,7 @@ class CeleryWorker:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         deadline = time.monotonic() + timeout
-        while " ready." not in self.log():
+        while " ready." not in self.log():  # "celery@<host> ready."
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -106,6 +106,15 @@ class CeleryWorker:
                 raise RuntimeError(f"celery worker not ready after {timeout:.0f} s:\n{self.log()}")
             time.sleep(0.1)
         return self
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> bool:
+        """The worker logs a task's outcome just after storing its result: wait for the line."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def stop(self) -> int | None:
         """Warm shutdown (SIGTERM); after 20 s, SIGKILL to the worker's process group (pool children too)."""
