@@ -122,8 +122,8 @@ class _Resolver:
         if row is not None:
             return row
         keys = list(Region.objects.values_list("key", flat=True))
-        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
-        close += sorted(k for k in keys if k.startswith(key + "-") and k not in close)[: 3 - len(close)]
+        close = sorted(k for k in keys if k.startswith(key + "-"))[:3]
+        close = close or difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"unknown region '{key}'{hint}"
 
