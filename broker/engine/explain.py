@@ -143,7 +143,7 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
     near_misses: list[NearMiss] = []
     relaxations: list[Relaxation] = []
     if near.size:
-        nodes, pph, cost = ctx.best_at_lo(near)
+        nodes, spot, pph, cost, _ = ctx.at_lo(near)
         order_cost = np.where(np.isnan(cost), np.inf, cost)
         ids = snap.offer_id[near]
         for j in np.lexsort((ids, order_cost))[:NEAR_MISS_LIMIT]:
@@ -152,7 +152,8 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
             near_misses.append(NearMiss(
                 offer_id=int(ids[j]), provider=v.provider, accelerator=v.accelerator, count=v.count,
                 nodes=v.nodes, region=v.region, reason=code, side=BY_CODE[code].side, gap=v.gap(code),
-                price_per_hour=units_to_decimal(int(snap.price_units[near[j]])) * v.nodes,
+                price_per_hour=units_to_decimal(int((snap.interruptible_units if spot[j] else snap.price_units)[near[j]]))
+                * v.nodes,
                 est_total_usd=_dec(v.cost)))
         near_bits = bits[near]
         for f in FILTERS:

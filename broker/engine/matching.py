@@ -61,17 +61,38 @@ class Context:
             hours, billed = run, run * rw
         return price, hours, billed, price * nodes * billed
 
-    def best_at_lo(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(nodes, price per hour of the configuration, total USD) at n_lo, cheaper variant when allowed."""
+    def limit_bits(self, pph: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        bits = np.zeros(pph.shape, dtype=np.uint32)
+        if self.max_pph is not None:
+            bits |= bits_where(pph > self.max_pph * (1 + EPS), "max_price_per_hour")
+        if self.max_total is not None:
+            bits |= bits_where(cost > self.max_total * (1 + EPS), "max_total_usd")
+        return bits
+
+    def at_lo(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each row at n_lo nodes, on its better variant: (nodes, interruptible, config price/h, total, limit bits).
+
+        The variant failing fewer of max_price_per_hour / max_total_usd is chosen (on demand on a tie, then the
+        cheaper one), so the reported reasons are the ones that variant really violates.
+        """
         n = self.n_lo_nt[self.snap.node_type[rows]]
-        *_, cost = self.cost_at(rows, n, np.zeros(rows.shape, dtype=bool))
+        no = np.zeros(rows.shape, dtype=bool)
+        *_, cost = self.cost_at(rows, n, no)
         pph = self.snap.price[rows] * n
+        bits = self.limit_bits(pph, cost)
         elig = self.interruptible_eligible(rows)
-        if elig.any():
-            *_, icost = self.cost_at(rows, n, elig)
-            cost = np.where(elig, np.fmin(cost, icost), cost)
-            pph = np.where(elig, np.fmin(pph, self.snap.interruptible_price[rows] * n), pph)
-        return n, pph, cost
+        if not elig.any():
+            return n, no, pph, cost, bits
+        *_, icost = self.cost_at(rows, n, elig)
+        ipph = self.snap.interruptible_price[rows] * n
+        ibits = self.limit_bits(ipph, icost)
+        fails, ifails = _popcount2(bits), _popcount2(ibits)
+        use = elig & ((ifails < fails) | ((ifails == fails) & (icost < cost)))
+        return (n, use, np.where(use, ipph, pph), np.where(use, icost, cost), np.where(use, ibits, bits))
+
+
+def _popcount2(bits: np.ndarray) -> np.ndarray:
+    return ((bits & BIT["max_price_per_hour"]) != 0).astype(np.int8) + ((bits & BIT["max_total_usd"]) != 0)
 
 
 def match(ctx: Context) -> Match:
@@ -123,13 +144,10 @@ def match(ctx: Context) -> Match:
         bits |= bits_where(req.duration_hours < ctx.min_rental(rows) - EPS, "provider_min_rental")
         active |= int(BIT["provider_min_rental"])
     if ctx.max_pph is not None or ctx.max_total is not None:
-        _, pph, cost = ctx.best_at_lo(rows)
-        if ctx.max_pph is not None:
-            bits |= bits_where(pph > ctx.max_pph * (1 + EPS), "max_price_per_hour")
-            active |= int(BIT["max_price_per_hour"])
-        if ctx.max_total is not None:
-            bits |= bits_where(cost > ctx.max_total * (1 + EPS), "max_total_usd")
-            active |= int(BIT["max_total_usd"])
+        *_, limit_bits = ctx.at_lo(rows)
+        bits |= limit_bits
+        active |= int(BIT["max_price_per_hour"]) if ctx.max_pph is not None else 0
+        active |= int(BIT["max_total_usd"]) if ctx.max_total is not None else 0
     return Match(bits=bits, active=active, n_lo=ctx.n_lo_nt, feasible=np.flatnonzero(bits == 0))
 
 
@@ -185,6 +203,10 @@ def expand(ctx: Context, feasible: np.ndarray) -> Candidates:
     i = np.tile(i, len(options))
     mr = np.tile(mr, len(options))
     price, hours, billed, cost = ctx.cost_at(r, n, i, mr)
+    if ctx.max_pph is not None or ctx.max_total is not None:  # a variant may break a limit its twin meets
+        ok = ctx.limit_bits(price * n, cost) == 0
+        if not ok.all():
+            r, n, i, price, hours, billed, cost = (a[ok] for a in (r, n, i, price, hours, billed, cost))
     nt = snap.node_type[r]
     reg = snap.region[r]
     energy, carbon = energy_and_carbon(plan, nt, n, hours, snap.regions.pue[reg], snap.regions.grid_ci[reg])

@@ -184,7 +184,7 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
             sel = table_class == c
             if sel.any():
                 n_deadline[sel] = np.searchsorted(SCALING[c], np.nan_to_num(target[sel], nan=np.inf), side="left")
-        n_deadline = np.maximum(n_deadline, 1)
+        n_deadline = np.where(np.isnan(base_hours), 1, np.maximum(n_deadline, 1))  # unknown runtime: no verdict
 
     util = UTILISATION[request.kind][0]
     tdp = np.where(known, specs.tdp_w[safe_idx], np.nan)
