@@ -14,6 +14,7 @@ from marketplace.orders.beat import SCHEDULE as ORDERS_BEAT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BROKER_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 DEV_MODE = env_bool("BROKER_DEV", DEBUG)  # make run / make test set this; production does not

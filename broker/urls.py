@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api.urls")),
+    path("api/v1/", include("marketplace.api.recommendation_urls")),
     path("api/v1/", include("marketplace.orders.urls")),
     path("api/v1/", include("marketplace.billing.urls")),
     path("api/v1/", include("marketplace.agents.urls")),

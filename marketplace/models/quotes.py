@@ -10,15 +10,17 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class Quote(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey("marketplace.User", on_delete=models.CASCADE, related_name="quotes")
+    user = models.ForeignKey("marketplace.User", on_delete=models.CASCADE, related_name="quotes", null=True, blank=True,
+                             help_text="Empty for quotes made from the command line by an operator.")
     request = models.JSONField(help_text="The validated recommendation request.")
     alternatives = models.JSONField(help_text="Ranked recommendations (offer id, nodes, locked prices, estimates).")
     objective = models.CharField(max_length=16)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
     class Meta:
