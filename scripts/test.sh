@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite on DATABASE_URL (SQLite under $BROKER_VAR_DIR when unset), then the tests marked
-# db_engine (constraints, locking) again on the other engine:
+# `make test`: the whole suite on DATABASE_URL (SQLite under $BROKER_VAR_DIR when unset), and the tests marked
+# db_engine (constraints, locking) also on the other engine:
 #   - DATABASE_URL is PostgreSQL          -> db_engine tests also on SQLite
 #   - SQLite and TEST_BOTH_DBS=1          -> db_engine tests also on PostgreSQL (TEST_PG_URL, default local)
 # pytest's exit code 5 ("no tests collected") is reported and treated as success, so a run of an empty selection
@@ -27,9 +27,8 @@ case "$db_url" in
   *) main=sqlite ;;
 esac
 
-run_pytest "$main" "$@"
-rc=$?
-
+# The engine-dependent tests on the other engine go first, so that the last summary line printed is the
+# whole suite's (CI reads the closing lines).
 other_rc=0
 if [ "$main" = postgresql ]; then
   DATABASE_URL= run_pytest "sqlite, db_engine" -m db_engine "$@" || other_rc=$?
@@ -37,5 +36,11 @@ elif [ "${TEST_BOTH_DBS:-0}" = 1 ]; then
   DATABASE_URL=${TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test} \
     run_pytest "postgresql, db_engine" -m db_engine "$@" || other_rc=$?
 fi
+
+run_pytest "$main" "$@"
+rc=$?
 [ "$rc" -eq 0 ] && rc=$other_rc
+if [ "$other_rc" -ne 0 ]; then
+  echo "== the db_engine tests failed on the other engine (exit code $other_rc); see above"
+fi
 exit "$rc"

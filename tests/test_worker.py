@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from tests.worker_process import CeleryWorker, database_url_of, redis_url_for_tests
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# db_engine: the worker must see the test database on either engine (a file shared between processes on SQLite).
+pytestmark = [pytest.mark.slow, pytest.mark.db_engine, pytest.mark.django_db(transaction=True)]
 
 RESULT_TIMEOUT = 30
 
