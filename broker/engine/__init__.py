@@ -13,5 +13,14 @@ from broker.engine.result import Recommendation
 from broker.engine.snapshot import OfferRow, OfferSnapshot
 from broker.engine.specs import EngineSpecs, default_specs
 
-__all__ = ["OfferRow", "OfferSnapshot", "Request", "RequestError", "Recommendation", "EngineSpecs", "default_specs",
-           "parse_request", "recommend"]
+__all__ = [
+    "OfferRow",
+    "OfferSnapshot",
+    "Request",
+    "RequestError",
+    "Recommendation",
+    "EngineSpecs",
+    "default_specs",
+    "parse_request",
+    "recommend",
+]

@@ -61,8 +61,9 @@ class Candidates:
         return Candidates(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 
-def energy_and_carbon(plan: NodePlan, nt: np.ndarray, nodes: np.ndarray, hours: np.ndarray, pue: np.ndarray,
-                      ci: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def energy_and_carbon(
+    plan: NodePlan, nt: np.ndarray, nodes: np.ndarray, hours: np.ndarray, pue: np.ndarray, ci: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     energy = plan.node_kw[nt] * nodes * hours * np.where(np.isnan(pue), DEFAULT_PUE[0], pue)
     return energy, energy * ci / 1000
 
@@ -74,8 +75,18 @@ class Ranges:
     carbon_kg: tuple[float, float] | None
 
 
-def ranges(request: Request, confidence: int, nodes: int, hours: float, interruptible: bool, price: float,
-           min_rental: float, node_kw: float, pue: float | None, ci: float | None) -> Ranges:
+def ranges(
+    request: Request,
+    confidence: int,
+    nodes: int,
+    hours: float,
+    interruptible: bool,
+    price: float,
+    min_rental: float,
+    node_kw: float,
+    pue: float | None,
+    ci: float | None,
+) -> Ranges:
     """Low–high bounds for one configuration (scalar; used for the top-k only)."""
     lo_f, hi_f = RUNTIME_RANGE[int(confidence)] if request.is_job else (1.0, 1.0)
     loss = CHECKPOINT_INTERVAL_HOURS / 2 + RESTART_HOURS

@@ -63,8 +63,10 @@ class _Row:
         if code == "accelerator_memory":
             if res.min_memory_gb is not None and self.memory_gb < res.min_memory_gb:
                 return f"{self.memory_gb:g} GB < {res.min_memory_gb:g} GB needed"
-            return (f"{self.memory_gb:g} GB accelerators: {plan.need_gb:,.0f} GB needed, more than "
-                    f"{MAX_REPLICA_NODES} nodes of {self.count} hold")
+            return (
+                f"{self.memory_gb:g} GB accelerators: {plan.need_gb:,.0f} GB needed, more than "
+                f"{MAX_REPLICA_NODES} nodes of {self.count} hold"
+            )
         if code == "interconnect":
             return f"{self.interconnect}, requested {'/'.join(res.interconnect)}"
         if code == "inter_node":
@@ -88,8 +90,10 @@ class _Row:
             have = "unknown" if self.reliability != self.reliability else f"{self.reliability:.2f}"
             return f"reliability {have} < {req.min_provider_reliability:.2f}"
         if code == "deadline":
-            return (f"needs {int(plan.n_deadline[self.nt])} nodes to finish within {req.time_limit_hours:.1f} h; "
-                    f"{self.usable_nodes()} usable")
+            return (
+                f"needs {int(plan.n_deadline[self.nt])} nodes to finish within {req.time_limit_hours:.1f} h; "
+                f"{self.usable_nodes()} usable"
+            )
         if code == "max_price_per_hour":
             return f"+{_usd(self.pph - float(req.max_price_per_hour))}/h over max_price_per_hour"
         if code == "max_total_usd":
@@ -137,8 +141,9 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
     snap = ctx.snap
     bits = m.bits
     counts = count_by_reason(bits, m.active)
-    by_reason = tuple(ReasonCount(f.code, f.side, f.relaxable, counts[f.code], f.description)
-                      for f in FILTERS if f.code in counts)
+    by_reason = tuple(
+        ReasonCount(f.code, f.side, f.relaxable, counts[f.code], f.description) for f in FILTERS if f.code in counts
+    )
     near = np.flatnonzero(single_failure(bits))
     near_misses: list[NearMiss] = []
     relaxations: list[Relaxation] = []
@@ -149,12 +154,24 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
         for j in np.lexsort((ids, order_cost))[:NEAR_MISS_LIMIT]:
             code = FILTERS[int(bits[near[j]]).bit_length() - 1].code
             v = _Row(ctx, int(near[j]), int(nodes[j]), float(pph[j]), float(cost[j]))
-            near_misses.append(NearMiss(
-                offer_id=int(ids[j]), provider=v.provider, accelerator=v.accelerator, count=v.count,
-                nodes=v.nodes, region=v.region, reason=code, side=BY_CODE[code].side, gap=v.gap(code),
-                price_per_hour=units_to_decimal(int((snap.interruptible_units if spot[j] else snap.price_units)[near[j]]))
-                * v.nodes,
-                est_total_usd=_dec(v.cost)))
+            near_misses.append(
+                NearMiss(
+                    offer_id=int(ids[j]),
+                    provider=v.provider,
+                    accelerator=v.accelerator,
+                    count=v.count,
+                    nodes=v.nodes,
+                    region=v.region,
+                    reason=code,
+                    side=BY_CODE[code].side,
+                    gap=v.gap(code),
+                    price_per_hour=units_to_decimal(
+                        int((snap.interruptible_units if spot[j] else snap.price_units)[near[j]])
+                    )
+                    * v.nodes,
+                    est_total_usd=_dec(v.cost),
+                )
+            )
         near_bits = bits[near]
         for f in FILTERS:
             if not f.relaxable:
@@ -167,14 +184,34 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
             total = _dec(v.cost)
             effect = f"adds {sel.size} offer{'s' if sel.size != 1 else ''}"
             if total is not None:
-                effect += (f"; cheapest {_usd(float(total))} total on {v.nodes}× {v.count}× "
-                           f"{_short(v.accelerator)} ({v.provider}, {v.region})")
-            relaxations.append(Relaxation(constraint=f.code, side=f.side, change=v.change(f.code),
-                                          adds=int(sel.size), cheapest_offer_id=int(ids[best]),
-                                          cheapest_total_usd=total, effect=effect))
-    relaxations.sort(key=lambda r: (-r.adds, r.cheapest_total_usd if r.cheapest_total_usd is not None
-                                    else Decimal("Infinity"), r.constraint))
+                effect += (
+                    f"; cheapest {_usd(float(total))} total on {v.nodes}× {v.count}× "
+                    f"{_short(v.accelerator)} ({v.provider}, {v.region})"
+                )
+            relaxations.append(
+                Relaxation(
+                    constraint=f.code,
+                    side=f.side,
+                    change=v.change(f.code),
+                    adds=int(sel.size),
+                    cheapest_offer_id=int(ids[best]),
+                    cheapest_total_usd=total,
+                    effect=effect,
+                )
+            )
+    relaxations.sort(
+        key=lambda r: (
+            -r.adds,
+            r.cheapest_total_usd if r.cheapest_total_usd is not None else Decimal("Infinity"),
+            r.constraint,
+        )
+    )
     feasible = int(m.feasible.size)
-    excluded = Excluded(considered=len(snap), feasible=feasible, excluded=len(snap) - feasible,
-                        by_reason=by_reason, near_misses=tuple(near_misses))
+    excluded = Excluded(
+        considered=len(snap),
+        feasible=feasible,
+        excluded=len(snap) - feasible,
+        by_reason=by_reason,
+        near_misses=tuple(near_misses),
+    )
     return excluded, tuple(relaxations)

@@ -47,8 +47,9 @@ class Context:
         snap = self.snap
         return (snap.interruptible_units[rows] >= 0) & self.provider_int_ok[snap.provider[rows]]
 
-    def cost_at(self, rows: np.ndarray, nodes: np.ndarray, interruptible: np.ndarray,
-                min_rental: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def cost_at(
+        self, rows: np.ndarray, nodes: np.ndarray, interruptible: np.ndarray, min_rental: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
         """(price per node-hour, expected hours, billed hours, total USD) of each row at `nodes` nodes."""
         snap, nt = self.snap, self.snap.node_type[rows]
         price = np.where(interruptible, snap.interruptible_price[rows], snap.price[rows])
@@ -127,8 +128,11 @@ def match(ctx: Context) -> Match:
         active |= int(np.bitwise_or.reduce(pbits))
 
     res = req.resources
-    for code, column, wanted in (("vcpus", snap.vcpus, res.vcpus), ("ram", snap.ram_gb, res.ram_gb),
-                                 ("disk", snap.disk_gb, res.disk_gb)):
+    for code, column, wanted in (
+        ("vcpus", snap.vcpus, res.vcpus),
+        ("ram", snap.ram_gb, res.ram_gb),
+        ("disk", snap.disk_gb, res.disk_gb),
+    ):
         if wanted:
             bits |= bits_where(column < wanted - EPS, code)
             active |= int(BIT[code])
@@ -211,6 +215,15 @@ def expand(ctx: Context, feasible: np.ndarray) -> Candidates:
     reg = snap.region[r]
     energy, carbon = energy_and_carbon(plan, nt, n, hours, snap.regions.pue[reg], snap.regions.grid_ci[reg])
     reliability = snap.providers.reliability[snap.provider[r]]
-    return Candidates(row=r, nodes=n, interruptible=i, price=price, hours=hours, billed_hours=billed, cost=cost,
-                      carbon_kg=carbon, energy_kwh=energy, reliability=reliability)
-
+    return Candidates(
+        row=r,
+        nodes=n,
+        interruptible=i,
+        price=price,
+        hours=hours,
+        billed_hours=billed,
+        cost=cost,
+        carbon_kg=carbon,
+        energy_kwh=energy,
+        reliability=reliability,
+    )

@@ -72,12 +72,21 @@ def load_models(path: Path = LLM_MODELS_CSV) -> ModelTable:
         rows = list(csv.DictReader(fh))
     models = tuple(
         LlmModel(
-            key=r["key"], name=r["name"], aliases=tuple(a for a in r["aliases"].split(";") if a),
-            params_b=float(r["params_b"]), active_params_b=float(r["active_params_b"]),
-            layers=int(r["layers"]), hidden_size=int(r["hidden_size"]), attention_heads=int(r["attention_heads"]),
-            kv_heads=_int(r["kv_heads"]), head_dim=_int(r["head_dim"]), attention=r["attention"],
-            kv_latent_dim=_int(r["kv_latent_dim"]), max_context=int(r["max_context"]),
-            benchmark=r["benchmark"].strip(), source=r["source"],
+            key=r["key"],
+            name=r["name"],
+            aliases=tuple(a for a in r["aliases"].split(";") if a),
+            params_b=float(r["params_b"]),
+            active_params_b=float(r["active_params_b"]),
+            layers=int(r["layers"]),
+            hidden_size=int(r["hidden_size"]),
+            attention_heads=int(r["attention_heads"]),
+            kv_heads=_int(r["kv_heads"]),
+            head_dim=_int(r["head_dim"]),
+            attention=r["attention"],
+            kv_latent_dim=_int(r["kv_latent_dim"]),
+            max_context=int(r["max_context"]),
+            benchmark=r["benchmark"].strip(),
+            source=r["source"],
         )
         for r in rows
     )

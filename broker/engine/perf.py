@@ -39,9 +39,13 @@ def _peak_for(specs: EngineSpecs, precision: str) -> np.ndarray:
     """Dense peak TFLOPS a workload in `precision` runs at, with the usual fallbacks."""
     p = specs.peak
     order = {
-        "bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "bf16", "fp16"),
-        "int8": ("int8", "fp8", "fp16", "bf16"), "int4": ("int8", "fp8", "fp16", "bf16"),
-        "fp32": ("tf32", "fp32"), "fp64": ("fp64_tensor", "fp64"),
+        "bf16": ("bf16", "fp16"),
+        "fp16": ("fp16", "bf16"),
+        "fp8": ("fp8", "bf16", "fp16"),
+        "int8": ("int8", "fp8", "fp16", "bf16"),
+        "int4": ("int8", "fp8", "fp16", "bf16"),
+        "fp32": ("tf32", "fp32"),
+        "fp64": ("fp64_tensor", "fp64"),
     }[precision]
     out = np.full(specs.size, np.nan)
     for col in reversed(order):
@@ -78,9 +82,15 @@ def hpc_flops_per_accelerator(specs: EngineSpecs) -> AccPerf:
     return AccPerf(value, conf, tuple(basis))
 
 
-def roofline_tokens_per_second(specs: EngineSpecs, active_params_b: float, weights_bytes: float,
-                               kv_bytes_per_token: float, context: int, concurrency: int,
-                               precision: str) -> np.ndarray:
+def roofline_tokens_per_second(
+    specs: EngineSpecs,
+    active_params_b: float,
+    weights_bytes: float,
+    kv_bytes_per_token: float,
+    context: int,
+    concurrency: int,
+    precision: str,
+) -> np.ndarray:
     """Per-accelerator decode throughput: min(compute roof, memory-bandwidth roof) [EAI_TM101, LLMVIEWER].
 
     Compute: peak × MFU / (2·N_active) tokens/s. Memory: each step reads the replica's weights and KV cache once
@@ -97,12 +107,21 @@ def _precision_factor(measured_bytes: float, requested_bytes: float) -> float:
     return min(1.0, measured_bytes / requested_bytes)
 
 
-def inference_tokens_per_accelerator(specs: EngineSpecs, *, model_benchmark: str, active_params_b: float,
-                                     weights_bytes: float, kv_bytes_per_token: float, context: int,
-                                     concurrency: int, precision: str) -> AccPerf:
+def inference_tokens_per_accelerator(
+    specs: EngineSpecs,
+    *,
+    model_benchmark: str,
+    active_params_b: float,
+    weights_bytes: float,
+    kv_bytes_per_token: float,
+    context: int,
+    concurrency: int,
+    precision: str,
+) -> AccPerf:
     req_bytes = sizing.BYTES_PER_PARAM[precision]
-    roof = roofline_tokens_per_second(specs, active_params_b, weights_bytes, kv_bytes_per_token, context,
-                                      concurrency, precision)
+    roof = roofline_tokens_per_second(
+        specs, active_params_b, weights_bytes, kv_bytes_per_token, context, concurrency, precision
+    )
     reference = specs.inference_measured.get(REFERENCE_BENCHMARK, {})
     ref_idx = specs.index.get(REFERENCE_ACCELERATOR)
     calibration = 1.0
@@ -111,16 +130,23 @@ def inference_tokens_per_accelerator(specs: EngineSpecs, *, model_benchmark: str
         # what the roofline says for the measured setup on the reference accelerator, vs what MLPerf measured
         ref_prec = "fp8" if m.precision_bytes == 1.0 else "fp16"
         ref_roof = roofline_tokens_per_second(
-            specs, REFERENCE_BENCHMARK_PARAMS_B, REFERENCE_BENCHMARK_PARAMS_B * 1e9 * m.precision_bytes,
-            2 * 80 * 8 * 128 * m.precision_bytes, context, concurrency, ref_prec)[ref_idx]
+            specs,
+            REFERENCE_BENCHMARK_PARAMS_B,
+            REFERENCE_BENCHMARK_PARAMS_B * 1e9 * m.precision_bytes,
+            2 * 80 * 8 * 128 * m.precision_bytes,
+            context,
+            concurrency,
+            ref_prec,
+        )[ref_idx]
         if ref_roof > 0:
             calibration = m.value / ref_roof
     value = roof * calibration
     conf = np.full(specs.size, LOW, dtype=np.int8)
     basis = ["roofline min(compute, bandwidth), calibrated to MLPerf H100" for _ in specs.names]
     for i, m in reference.items():
-        value[i] = m.value * REFERENCE_BENCHMARK_PARAMS_B / active_params_b \
-            * _precision_factor(m.precision_bytes, req_bytes)
+        value[i] = (
+            m.value * REFERENCE_BENCHMARK_PARAMS_B / active_params_b * _precision_factor(m.precision_bytes, req_bytes)
+        )
         conf[i] = MEDIUM
         basis[i] = f"{m.label}, scaled to {active_params_b:g}B active params and {precision}"
     for i, m in specs.inference_measured.get(model_benchmark, {}).items() if model_benchmark else ():

@@ -37,8 +37,14 @@ from broker.engine.specs import EngineSpecs
 SCALING_LOSS = {"rdma": 0.05, "ethernet": 0.15}
 PCIE_TRAINING_FACTOR = 0.85  # assumption: all-reduce over PCIe inside a node costs ~15 %
 # Average power draw as a fraction of TDP while the workload runs (assumption), with a low–high range.
-UTILISATION = {"llm_training": (0.85, 0.7, 1.0), "fine_tuning": (0.85, 0.7, 1.0), "hpc": (0.85, 0.7, 1.0),
-               "llm_inference": (0.6, 0.4, 0.8), "batch": (0.7, 0.5, 1.0), "resources": (0.7, 0.5, 1.0)}
+UTILISATION = {
+    "llm_training": (0.85, 0.7, 1.0),
+    "fine_tuning": (0.85, 0.7, 1.0),
+    "hpc": (0.85, 0.7, 1.0),
+    "llm_inference": (0.6, 0.4, 0.8),
+    "batch": (0.7, 0.5, 1.0),
+    "resources": (0.7, 0.5, 1.0),
+}
 _FAST = np.array([INTER_NODE.index("infiniband"), INTER_NODE.index("roce")])
 _NONE = INTER_NODE.index("none")
 
@@ -83,12 +89,19 @@ def _perf(specs: EngineSpecs, request: Request) -> AccPerf | None:
         return hpc_flops_per_accelerator(specs)
     if isinstance(w, LlmWorkload) and w.kind == "llm_inference":
         return inference_tokens_per_accelerator(
-            specs, model_benchmark=w.benchmark, active_params_b=w.active_params_b, weights_bytes=w.weights_bytes,
-            kv_bytes_per_token=w.kv_bytes_per_token, context=w.context_length, concurrency=w.concurrent_sequences,
-            precision=w.precision)
+            specs,
+            model_benchmark=w.benchmark,
+            active_params_b=w.active_params_b,
+            weights_bytes=w.weights_bytes,
+            kv_bytes_per_token=w.kv_bytes_per_token,
+            context=w.context_length,
+            concurrency=w.concurrent_sequences,
+            precision=w.precision,
+        )
     if isinstance(w, LlmWorkload):
-        return training_flops_per_accelerator(specs, "bf16" if w.precision in ("int8", "int4") else w.precision,
-                                              w.method)
+        return training_flops_per_accelerator(
+            specs, "bf16" if w.precision in ("int8", "int4") else w.precision, w.method
+        )
     return None
 
 
@@ -102,8 +115,7 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
     bits = np.zeros(m, dtype=np.uint32)
 
     if res.accelerators:
-        bits |= bits_where(~np.isin(np.array(nodes.accelerator, dtype=object), list(res.accelerators)),
-                           "accelerator")
+        bits |= bits_where(~np.isin(np.array(nodes.accelerator, dtype=object), list(res.accelerators)), "accelerator")
     if res.count is not None:
         bits |= bits_where(count != res.count, "accelerator_count")
     if res.min_memory_gb is not None:
@@ -116,8 +128,9 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
         wanted = [INTER_NODE.index(c) for c in res.inter_node]
         bits |= bits_where(~np.isin(nodes.inter_node, wanted), "inter_node")
     if request.software_stack:
-        bits |= bits_where(~np.isin(np.array(nodes.stack_family, dtype=object), list(request.software_stack)),
-                           "software_stack")
+        bits |= bits_where(
+            ~np.isin(np.array(nodes.stack_family, dtype=object), list(request.software_stack)), "software_stack"
+        )
     scale_class = np.where(np.isin(nodes.inter_node, _FAST), 2, np.where(fabric, 1, 0))
 
     perf = _perf(specs, request)
@@ -150,9 +163,9 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
                 replicas = np.ones(m, dtype=np.int64)
                 if w.tokens_per_second:
                     replica_rate = rate * per_replica
-                    replicas = np.where(replica_rate > 0,
-                                        np.ceil(w.tokens_per_second / np.where(replica_rate > 0, replica_rate, 1)),
-                                        1).astype(np.int64)
+                    replicas = np.where(
+                        replica_rate > 0, np.ceil(w.tokens_per_second / np.where(replica_rate > 0, replica_rate, 1)), 1
+                    ).astype(np.int64)
                 replicas_per_node = np.where(span > 1, 1, count // np.minimum(tp, count))
                 nodes_for = np.where(span > 1, span * replicas, -(-replicas // np.maximum(replicas_per_node, 1)))
                 n_need = np.maximum(nodes_for, requested_nodes)
@@ -164,9 +177,11 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
                 n_need = np.maximum(n_mem, requested_nodes)
                 bits |= bits_where(n_mem > MAX_NODES, "accelerator_memory")
         if request.kind in JOB_KINDS:
-            intra = np.where((count > 1) & np.isin(nodes.interconnect, [INTERCONNECTS.index("pcie"),
-                                                                        INTERCONNECTS.index("none")]),
-                             PCIE_TRAINING_FACTOR, 1.0)
+            intra = np.where(
+                (count > 1) & np.isin(nodes.interconnect, [INTERCONNECTS.index("pcie"), INTERCONNECTS.index("none")]),
+                PCIE_TRAINING_FACTOR,
+                1.0,
+            )
             node_rate = rate * count * intra
             flops = w.flops if isinstance(w, LlmWorkload) else w.fp64_pflop * 1e15
             base_hours = flops / node_rate / 3600
@@ -189,7 +204,18 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
     util = UTILISATION[request.kind][0]
     tdp = np.where(known, specs.tdp_w[safe_idx], np.nan)
     node_kw = tdp * count / 1000 * util
-    return NodePlan(spec_idx=spec_idx, bits=bits, n_need=n_need, n_deadline=n_deadline, fabric=fabric,
-                    scale_class=scale_class.astype(np.int64), base_hours=base_hours, node_kw=node_kw,
-                    confidence=confidence, basis=basis, per_replica=per_replica, node_rate=node_rate,
-                    need_gb=need_gb)
+    return NodePlan(
+        spec_idx=spec_idx,
+        bits=bits,
+        n_need=n_need,
+        n_deadline=n_deadline,
+        fabric=fabric,
+        scale_class=scale_class.astype(np.int64),
+        base_hours=base_hours,
+        node_kw=node_kw,
+        confidence=confidence,
+        basis=basis,
+        per_replica=per_replica,
+        node_rate=node_rate,
+        need_gb=need_gb,
+    )

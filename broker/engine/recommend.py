@@ -44,12 +44,22 @@ def _workload_summary(request: Request, plan: NodePlan) -> dict:
     if request.time_limit_hours is not None:
         out["time_limit_hours"] = round(request.time_limit_hours, 6)
     if isinstance(w, LlmWorkload):
-        out.update(model=w.model, params_b=w.params_b, active_params_b=w.active_params_b, precision=w.precision,
-                   architecture_from=w.architecture_from, weights_gb=round(w.weights_bytes / 1e9, 3),
-                   memory_needed_gb=round(plan.need_gb, 3))
+        out.update(
+            model=w.model,
+            params_b=w.params_b,
+            active_params_b=w.active_params_b,
+            precision=w.precision,
+            architecture_from=w.architecture_from,
+            weights_gb=round(w.weights_bytes / 1e9, 3),
+            memory_needed_gb=round(plan.need_gb, 3),
+        )
         if w.kind == "llm_inference":
-            out.update(kv_cache_bytes_per_token=int(w.kv_bytes_per_token), context_length=w.context_length,
-                       concurrent_sequences=w.concurrent_sequences, tokens_per_second=w.tokens_per_second)
+            out.update(
+                kv_cache_bytes_per_token=int(w.kv_bytes_per_token),
+                context_length=w.context_length,
+                concurrent_sequences=w.concurrent_sequences,
+                tokens_per_second=w.tokens_per_second,
+            )
         else:
             out.update(training_tokens=w.training_tokens, method=w.method, training_flops=w.flops)
     elif isinstance(w, HpcWorkload):
@@ -57,8 +67,9 @@ def _workload_summary(request: Request, plan: NodePlan) -> dict:
     return out
 
 
-def _why(request: Request, rank_: int, c: Candidates, i: int, best: int, parts: dict, accelerator: str,
-         carbon: float | None) -> str:
+def _why(
+    request: Request, rank_: int, c: Candidates, i: int, best: int, parts: dict, accelerator: str, carbon: float | None
+) -> str:
     name = request.objective.name
     what = f"{c.nodes[i]}× node{'s' if c.nodes[i] > 1 else ''} of {accelerator}"
     spot = ", interruptible" if c.interruptible[i] else ""
@@ -77,8 +88,9 @@ def _why(request: Request, rank_: int, c: Candidates, i: int, best: int, parts: 
     return f"best balance (strongest on {strongest}): ${c.cost[i]:,.2f}, {hours} on {what}{spot}"
 
 
-def recommend(snapshot: OfferSnapshot, request: Request, specs: EngineSpecs | None = None,
-              now: datetime | None = None) -> Recommendation:
+def recommend(
+    snapshot: OfferSnapshot, request: Request, specs: EngineSpecs | None = None, now: datetime | None = None
+) -> Recommendation:
     specs = specs or default_specs()
     plan = plan_node_types(specs, request, snapshot.node_types)
     ctx = Context(snapshot, plan, request)
@@ -96,13 +108,29 @@ def recommend(snapshot: OfferSnapshot, request: Request, specs: EngineSpecs | No
         offers.append(_materialise(ctx, cands, i, k, best, scores, parts, pareto, specs))
     excluded, relaxations = explain(ctx, m)
     return Recommendation(
-        kind=request.kind, objective=request.objective.name, weights=request.objective.weights,
-        workload=_workload_summary(request, plan), recommendations=tuple(offers), excluded=excluded,
-        relaxations=relaxations, generated_at=now, assumptions=ASSUMPTIONS)
+        kind=request.kind,
+        objective=request.objective.name,
+        weights=request.objective.weights,
+        workload=_workload_summary(request, plan),
+        recommendations=tuple(offers),
+        excluded=excluded,
+        relaxations=relaxations,
+        generated_at=now,
+        assumptions=ASSUMPTIONS,
+    )
 
 
-def _materialise(ctx: Context, c: Candidates, i: int, rank_: int, best: int, scores: np.ndarray, parts: dict,
-                 pareto: bool, specs: EngineSpecs) -> RankedOffer:
+def _materialise(
+    ctx: Context,
+    c: Candidates,
+    i: int,
+    rank_: int,
+    best: int,
+    scores: np.ndarray,
+    parts: dict,
+    pareto: bool,
+    specs: EngineSpecs,
+) -> RankedOffer:
     snap, plan, request = ctx.snap, ctx.plan, ctx.request
     row = int(c.row[i])
     nt, reg, prov = int(snap.node_type[row]), int(snap.region[row]), int(snap.provider[row])
@@ -113,29 +141,55 @@ def _materialise(ctx: Context, c: Candidates, i: int, rank_: int, best: int, sco
     pue = float(snap.regions.pue[reg])
     carbon = float(c.carbon_kg[i])
     run = float(runtime_hours(plan, request, np.array([nt]), np.array([nodes]))[0])
-    r = ranges(request, int(plan.confidence[nt]), nodes, run, interruptible, float(c.price[i]),
-               float(ctx.min_rental(np.array([row]))[0]), float(plan.node_kw[nt]),
-               None if pue != pue else pue, None if ci != ci else ci)
+    r = ranges(
+        request,
+        int(plan.confidence[nt]),
+        nodes,
+        run,
+        interruptible,
+        float(c.price[i]),
+        float(ctx.min_rental(np.array([row]))[0]),
+        float(plan.node_kw[nt]),
+        None if pue != pue else pue,
+        None if ci != ci else ci,
+    )
     accelerator = snap.node_types.accelerator[nt]
     count = int(snap.node_types.count[nt])
-    breakdown = tuple(ScorePart(name, dict(request.objective.weights).get(name, 0.0), float(parts[name][i]))
-                      for name in ("cost", "time", "carbon", "reliability"))
+    breakdown = tuple(
+        ScorePart(name, dict(request.objective.weights).get(name, 0.0), float(parts[name][i]))
+        for name in ("cost", "time", "carbon", "reliability")
+    )
     tps = None
     if request.kind == "llm_inference":
         tps = float(plan.node_rate[nt]) * nodes
     return RankedOffer(
-        rank=rank_, offer_id=int(snap.offer_id[row]), provider_id=int(snap.providers.ids[prov]),
-        provider=snap.providers.names[prov], accelerator=accelerator, count=count, nodes=nodes,
-        region=snap.regions.keys[reg], country=snap.regions.country[reg], interruptible=interruptible,
-        node_price_per_hour=node_price, price_per_hour=node_price * nodes,
-        est_hours=float(c.hours[i]), est_hours_range=r.hours, billed_hours=float(c.billed_hours[i]),
+        rank=rank_,
+        offer_id=int(snap.offer_id[row]),
+        provider_id=int(snap.providers.ids[prov]),
+        provider=snap.providers.names[prov],
+        accelerator=accelerator,
+        count=count,
+        nodes=nodes,
+        region=snap.regions.keys[reg],
+        country=snap.regions.country[reg],
+        interruptible=interruptible,
+        node_price_per_hour=node_price,
+        price_per_hour=node_price * nodes,
+        est_hours=float(c.hours[i]),
+        est_hours_range=r.hours,
+        billed_hours=float(c.billed_hours[i]),
         est_total_usd=_total(node_price, nodes, float(c.billed_hours[i])),
         est_total_usd_range=(Decimal(f"{r.cost[0]:.6f}").quantize(CENT), Decimal(f"{r.cost[1]:.6f}").quantize(CENT)),
         est_kwh=None if np.isnan(c.energy_kwh[i]) else float(c.energy_kwh[i]),
-        est_kg_co2e=None if carbon != carbon else carbon, est_kg_co2e_range=r.carbon_kg,
-        score=float(scores[i]), score_breakdown=breakdown,
+        est_kg_co2e=None if carbon != carbon else carbon,
+        est_kg_co2e_range=r.carbon_kg,
+        score=float(scores[i]),
+        score_breakdown=breakdown,
         why=_why(request, rank_, c, i, best, parts, accelerator, None if carbon != carbon else carbon),
-        pareto=bool(pareto), confidence=CONFIDENCE_NAMES[int(plan.confidence[nt])] if request.is_job
-        or request.kind == "llm_inference" else "high",
-        basis=plan.basis[nt], est_tokens_per_second=tps,
+        pareto=bool(pareto),
+        confidence=CONFIDENCE_NAMES[int(plan.confidence[nt])]
+        if request.is_job or request.kind == "llm_inference"
+        else "high",
+        basis=plan.basis[nt],
+        est_tokens_per_second=tps,
     )

@@ -16,9 +16,20 @@ DURATION_KINDS = frozenset({"resources", "batch", "llm_inference"})  # the custo
 JOB_KINDS = frozenset({"llm_training", "fine_tuning", "hpc"})  # the engine estimates how long
 INTERCONNECTS = ("nvlink", "xgmi", "hccs", "pcie", "none")
 INTER_NODE = ("infiniband", "roce", "ethernet", "none")
-STACK_ALIASES = {"cuda": "cuda", "rocm": "rocm", "hip": "rocm", "dtk": "dtk", "cann": "cann", "ascend": "cann",
-                 "neuware": "neuware", "gaudi": "gaudi", "synapseai": "gaudi", "habana": "gaudi", "xpu": "xpu",
-                 "kunlunxin": "xpu"}
+STACK_ALIASES = {
+    "cuda": "cuda",
+    "rocm": "rocm",
+    "hip": "rocm",
+    "dtk": "dtk",
+    "cann": "cann",
+    "ascend": "cann",
+    "neuware": "neuware",
+    "gaudi": "gaudi",
+    "synapseai": "gaudi",
+    "habana": "gaudi",
+    "xpu": "xpu",
+    "kunlunxin": "xpu",
+}
 SCORERS = ("cost", "time", "carbon", "reliability")
 PROFILES: dict[str, dict[str, float]] = {
     "cost": {"cost": 1.0},
@@ -88,8 +99,9 @@ class LlmWorkload:
     def memory_bytes(self) -> float:
         """Total memory one replica (inference) or the whole sharded job (training) needs."""
         if self.kind == "llm_inference":
-            return sizing.inference_memory_bytes(self.weights_bytes, self.kv_bytes_per_token,
-                                                 self.context_length, self.concurrent_sequences)
+            return sizing.inference_memory_bytes(
+                self.weights_bytes, self.kv_bytes_per_token, self.context_length, self.concurrent_sequences
+            )
         return sizing.training_memory_bytes(self.params_b, self.precision, self.method, self.trainable_fraction)
 
     @property

@@ -57,22 +57,35 @@ class RankedOffer:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rank": self.rank, "offer_id": self.offer_id, "provider_id": self.provider_id, "provider": self.provider,
-            "accelerator": self.accelerator, "count": self.count, "nodes": self.nodes, "region": self.region,
-            "country": self.country, "interruptible": self.interruptible,
-            "node_price_per_hour": money(self.node_price_per_hour), "price_per_hour": money(self.price_per_hour),
-            "est_hours": _r(self.est_hours), "est_hours_range": [_r(x) for x in self.est_hours_range],
+            "rank": self.rank,
+            "offer_id": self.offer_id,
+            "provider_id": self.provider_id,
+            "provider": self.provider,
+            "accelerator": self.accelerator,
+            "count": self.count,
+            "nodes": self.nodes,
+            "region": self.region,
+            "country": self.country,
+            "interruptible": self.interruptible,
+            "node_price_per_hour": money(self.node_price_per_hour),
+            "price_per_hour": money(self.price_per_hour),
+            "est_hours": _r(self.est_hours),
+            "est_hours_range": [_r(x) for x in self.est_hours_range],
             "billed_hours": _r(self.billed_hours),
             "est_total_usd": money(self.est_total_usd),
             "est_total_usd_range": [money(x) for x in self.est_total_usd_range],
-            "est_kwh": _r(self.est_kwh, 3), "est_kg_co2e": _r(self.est_kg_co2e, 3),
-            "est_kg_co2e_range": None if self.est_kg_co2e_range is None
-            else [_r(x, 3) for x in self.est_kg_co2e_range],
+            "est_kwh": _r(self.est_kwh, 3),
+            "est_kg_co2e": _r(self.est_kg_co2e, 3),
+            "est_kg_co2e_range": None if self.est_kg_co2e_range is None else [_r(x, 3) for x in self.est_kg_co2e_range],
             "est_tokens_per_second": _r(self.est_tokens_per_second, 1),
             "score": _r(self.score, 6),
-            "score_breakdown": {p.scorer: {"weight": _r(p.weight), "value": _r(p.value, 6)}
-                                for p in self.score_breakdown},
-            "why": self.why, "pareto": self.pareto, "confidence": self.confidence, "basis": self.basis,
+            "score_breakdown": {
+                p.scorer: {"weight": _r(p.weight), "value": _r(p.value, 6)} for p in self.score_breakdown
+            },
+            "why": self.why,
+            "pareto": self.pareto,
+            "confidence": self.confidence,
+            "basis": self.basis,
         }
 
 
@@ -100,10 +113,19 @@ class NearMiss:
     est_total_usd: Decimal | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"offer_id": self.offer_id, "provider": self.provider, "accelerator": self.accelerator,
-                "count": self.count, "nodes": self.nodes, "region": self.region, "reason": self.reason,
-                "side": self.side, "gap": self.gap, "price_per_hour": money(self.price_per_hour),
-                "est_total_usd": money(self.est_total_usd)}
+        return {
+            "offer_id": self.offer_id,
+            "provider": self.provider,
+            "accelerator": self.accelerator,
+            "count": self.count,
+            "nodes": self.nodes,
+            "region": self.region,
+            "reason": self.reason,
+            "side": self.side,
+            "gap": self.gap,
+            "price_per_hour": money(self.price_per_hour),
+            "est_total_usd": money(self.est_total_usd),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +138,19 @@ class Excluded:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "considered": self.considered, "feasible": self.feasible, "excluded": self.excluded,
-            "by_reason": [{"code": r.code, "side": r.side, "relaxable": r.relaxable, "count": r.count,
-                           "description": r.description} for r in self.by_reason],
+            "considered": self.considered,
+            "feasible": self.feasible,
+            "excluded": self.excluded,
+            "by_reason": [
+                {
+                    "code": r.code,
+                    "side": r.side,
+                    "relaxable": r.relaxable,
+                    "count": r.count,
+                    "description": r.description,
+                }
+                for r in self.by_reason
+            ],
             "near_misses": [n.to_json() for n in self.near_misses],
         }
 
@@ -134,9 +166,15 @@ class Relaxation:
     effect: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"constraint": self.constraint, "side": self.side, "change": self.change, "adds": self.adds,
-                "cheapest_offer_id": self.cheapest_offer_id,
-                "cheapest_total_usd": money(self.cheapest_total_usd), "effect": self.effect}
+        return {
+            "constraint": self.constraint,
+            "side": self.side,
+            "change": self.change,
+            "adds": self.adds,
+            "cheapest_offer_id": self.cheapest_offer_id,
+            "cheapest_total_usd": money(self.cheapest_total_usd),
+            "effect": self.effect,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +191,9 @@ class Recommendation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "objective": self.objective, "weights": dict(self.weights),
+            "kind": self.kind,
+            "objective": self.objective,
+            "weights": dict(self.weights),
             "workload": self.workload,
             "recommendations": [r.to_json() for r in self.recommendations],
             "excluded": self.excluded.to_json(),

@@ -41,8 +41,9 @@ def training_bytes_per_param(precision: str, high: bool = True) -> float:
     return ADAM_MIXED_BYTES_HIGH if high else ADAM_MIXED_BYTES_LOW
 
 
-def training_memory_bytes(params_b: float, precision: str, method: str = "full",
-                          trainable_fraction: float = LORA_TRAINABLE_FRACTION) -> float:
+def training_memory_bytes(
+    params_b: float, precision: str, method: str = "full", trainable_fraction: float = LORA_TRAINABLE_FRACTION
+) -> float:
     """Model states (sharded across all accelerators with ZeRO-3/FSDP) plus activation overhead.
 
     LoRA: frozen base weights in the request precision (int4 = QLoRA) + mixed-precision Adam on the adapters.

@@ -151,8 +151,19 @@ class OfferSnapshot:
         return np.bincount(self.node_type, minlength=len(self.node_types.keys))
 
 
-_COLUMNS = ("offer_id", "node_type", "region", "provider", "price_units", "interruptible_units", "nodes_available",
-            "min_rental_hours", "vcpus", "ram_gb", "disk_gb")
+_COLUMNS = (
+    "offer_id",
+    "node_type",
+    "region",
+    "provider",
+    "price_units",
+    "interruptible_units",
+    "nodes_available",
+    "min_rental_hours",
+    "vcpus",
+    "ram_gb",
+    "disk_gb",
+)
 
 
 def _node_key(r: OfferRow) -> tuple:
@@ -167,7 +178,9 @@ def _row_columns(rows: Sequence[OfferRow]) -> tuple[np.ndarray, ...]:
     n = len(rows)
     return (
         np.fromiter((r.offer_id for r in rows), np.int64, n),
-        np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, np.int32),
         np.fromiter((price_units(r.price_per_hour) for r in rows), np.int64, n),
         np.fromiter((price_units(r.interruptible_price_per_hour) for r in rows), np.int64, n),
         np.fromiter((r.nodes_available for r in rows), np.int64, n),
@@ -197,24 +210,39 @@ class _Builder:
         b.region_rows = [(rg.country[i], float(rg.grid_ci[i]), float(rg.pue[i])) for i in range(len(rg.keys))]
         pv = snap.providers
         b.provider = {int(p): i for i, p in enumerate(pv.ids)}
-        b.provider_rows = [(pv.names[i], float(pv.reliability[i]), float(pv.min_rental_hours[i]),
-                            int(pv.kinds_mask[i]), bool(pv.interruptible_allowed[i])) for i in range(len(pv.ids))]
+        b.provider_rows = [
+            (
+                pv.names[i],
+                float(pv.reliability[i]),
+                float(pv.min_rental_hours[i]),
+                int(pv.kinds_mask[i]),
+                bool(pv.interruptible_allowed[i]),
+            )
+            for i in range(len(pv.ids))
+        ]
         return b
 
     def add(self, rows: Sequence[OfferRow]) -> _Builder:
         nan = float("nan")
         for r in rows:
             self.node.setdefault(_node_key(r), len(self.node))
-            region = (r.country, nan if r.grid_ci_gco2_per_kwh is None else float(r.grid_ci_gco2_per_kwh),
-                      nan if r.pue is None else float(r.pue))
+            region = (
+                r.country,
+                nan if r.grid_ci_gco2_per_kwh is None else float(r.grid_ci_gco2_per_kwh),
+                nan if r.pue is None else float(r.pue),
+            )
             if r.region_key not in self.region:
                 self.region[r.region_key] = len(self.region_rows)
                 self.region_rows.append(region)
             else:
                 self.region_rows[self.region[r.region_key]] = region
-            provider = (r.provider_name, nan if r.provider_reliability is None else float(r.provider_reliability),
-                        float(r.provider_min_rental_hours), kinds_mask(r.provider_allowed_kinds),
-                        bool(r.provider_interruptible_allowed))
+            provider = (
+                r.provider_name,
+                nan if r.provider_reliability is None else float(r.provider_reliability),
+                float(r.provider_min_rental_hours),
+                kinds_mask(r.provider_allowed_kinds),
+                bool(r.provider_interruptible_allowed),
+            )
             if r.provider_id not in self.provider:
                 self.provider[r.provider_id] = len(self.provider_rows)
                 self.provider_rows.append(provider)
@@ -233,7 +261,8 @@ class _Builder:
     def tables(self, **columns: np.ndarray) -> OfferSnapshot:
         keys = tuple(sorted(self.node, key=self.node.__getitem__))
         node_types = NodeTypes(
-            keys=keys, accelerator=tuple(k[0] for k in keys),
+            keys=keys,
+            accelerator=tuple(k[0] for k in keys),
             count=np.array([k[1] for k in keys], dtype=np.int64),
             memory_gb=np.array([k[2] for k in keys], dtype=np.float64),
             interconnect=np.array([INTERCONNECTS.index(k[3]) for k in keys], dtype=np.int8),
@@ -242,14 +271,16 @@ class _Builder:
         )
         region_keys = tuple(sorted(self.region, key=self.region.__getitem__))
         regions = Regions(
-            keys=region_keys, country=tuple(r[0] for r in self.region_rows),
+            keys=region_keys,
+            country=tuple(r[0] for r in self.region_rows),
             grid_ci=np.array([r[1] for r in self.region_rows], dtype=np.float64),
             pue=np.array([r[2] for r in self.region_rows], dtype=np.float64),
         )
         ids = sorted(self.provider, key=self.provider.__getitem__)
         pr = self.provider_rows
         providers = Providers(
-            ids=np.array(ids, dtype=np.int64), names=tuple(p[0] for p in pr),
+            ids=np.array(ids, dtype=np.int64),
+            names=tuple(p[0] for p in pr),
             reliability=np.array([p[1] for p in pr], dtype=np.float64),
             min_rental_hours=np.array([p[2] for p in pr], dtype=np.float64),
             kinds_mask=np.array([p[3] for p in pr], dtype=np.int64),
@@ -258,10 +289,23 @@ class _Builder:
         return make_snapshot(node_types=node_types, regions=regions, providers=providers, **columns)
 
 
-def make_snapshot(*, node_types: NodeTypes, regions: Regions, providers: Providers, offer_id: np.ndarray,
-                  node_type: np.ndarray, region: np.ndarray, provider: np.ndarray, price_units: np.ndarray,
-                  interruptible_units: np.ndarray, nodes_available: np.ndarray, min_rental_hours: np.ndarray,
-                  vcpus: np.ndarray, ram_gb: np.ndarray, disk_gb: np.ndarray) -> OfferSnapshot:
+def make_snapshot(
+    *,
+    node_types: NodeTypes,
+    regions: Regions,
+    providers: Providers,
+    offer_id: np.ndarray,
+    node_type: np.ndarray,
+    region: np.ndarray,
+    provider: np.ndarray,
+    price_units: np.ndarray,
+    interruptible_units: np.ndarray,
+    nodes_available: np.ndarray,
+    min_rental_hours: np.ndarray,
+    vcpus: np.ndarray,
+    ram_gb: np.ndarray,
+    disk_gb: np.ndarray,
+) -> OfferSnapshot:
     """Assemble a snapshot from columns (the bench and bulk loaders call this directly)."""
     offer_id = np.ascontiguousarray(offer_id, dtype=np.int64)
     if offer_id.size and np.unique(offer_id).size != offer_id.size:
@@ -273,7 +317,8 @@ def make_snapshot(*, node_types: NodeTypes, regions: Regions, providers: Provide
         node_type=np.ascontiguousarray(node_type, dtype=np.int32),
         region=np.ascontiguousarray(region, dtype=np.int32),
         provider=np.ascontiguousarray(provider, dtype=np.int32),
-        price_units=price_units, interruptible_units=interruptible_units,
+        price_units=price_units,
+        interruptible_units=interruptible_units,
         price=price_units / PRICE_SCALE,
         interruptible_price=np.where(interruptible_units >= 0, interruptible_units / PRICE_SCALE, np.nan),
         nodes_available=np.ascontiguousarray(nodes_available, dtype=np.int64),
@@ -281,5 +326,7 @@ def make_snapshot(*, node_types: NodeTypes, regions: Regions, providers: Provide
         vcpus=np.ascontiguousarray(vcpus, dtype=np.float32),
         ram_gb=np.ascontiguousarray(ram_gb, dtype=np.float32),
         disk_gb=np.ascontiguousarray(disk_gb, dtype=np.float32),
-        node_types=node_types, regions=regions, providers=providers,
+        node_types=node_types,
+        regions=regions,
+        providers=providers,
     )

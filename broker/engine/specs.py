@@ -96,8 +96,12 @@ def load_perf(path: Path, index: dict[str, int]) -> tuple[dict, dict, dict, dict
             continue
         label = f"{r['benchmark']} {r['scenario']} ({r.get('round_or_date') or r.get('source_type')})".strip()
         cls, unit = r["workload_class"], r["unit"]
-        if cls == "llm_inference" and unit == "tokens/s" and r["benchmark"].startswith("MLPerf") \
-                and r["scenario"] == "Offline":
+        if (
+            cls == "llm_inference"
+            and unit == "tokens/s"
+            and r["benchmark"].startswith("MLPerf")
+            and r["scenario"] == "Offline"
+        ):
             fam = _family(r["benchmark"])
             inference.setdefault(fam, {})[i] = Measurement(per, _precision_bytes(r["precision"]), label)
         elif cls == "llm_training" and unit == "TFLOPS/GPU":
@@ -111,8 +115,12 @@ def load_perf(path: Path, index: dict[str, int]) -> tuple[dict, dict, dict, dict
     return inference, training, hpc, mamf
 
 
-def build_specs(accelerators: tuple[AcceleratorSpec, ...], vocabulary: Vocabulary, models: ModelTable,
-                perf_path: Path = EFFECTIVE_PERF_CSV) -> EngineSpecs:
+def build_specs(
+    accelerators: tuple[AcceleratorSpec, ...],
+    vocabulary: Vocabulary,
+    models: ModelTable,
+    perf_path: Path = EFFECTIVE_PERF_CSV,
+) -> EngineSpecs:
     names = tuple(a.canonical_name for a in accelerators)
     index = {n: i for i, n in enumerate(names)}
 
@@ -130,7 +138,8 @@ def build_specs(accelerators: tuple[AcceleratorSpec, ...], vocabulary: Vocabular
             if bf16[i] > 0:
                 eff[i] = min(1.0, (achieved / bf16[i]) / ref_frac)
     return EngineSpecs(
-        names=names, index=index,
+        names=names,
+        index=index,
         memory_gb=arr(a.memory_gb for a in accelerators),
         bandwidth_gbps=arr(a.memory_bandwidth_gbps for a in accelerators),
         tdp_w=arr(a.tdp_w for a in accelerators),
@@ -138,8 +147,11 @@ def build_specs(accelerators: tuple[AcceleratorSpec, ...], vocabulary: Vocabular
         spec_confidence=tuple(a.confidence if a.confidence in CONFIDENCE_LEVELS else "low" for a in accelerators),
         stack_family=tuple(a.stack_family for a in accelerators),
         matmul_efficiency_vs_h100=eff,
-        inference_measured=inference, training_measured_tflops=training, hpc_measured_tflops=hpc,
-        models=models, vocabulary=vocabulary,
+        inference_measured=inference,
+        training_measured_tflops=training,
+        hpc_measured_tflops=hpc,
+        models=models,
+        vocabulary=vocabulary,
     )
 
 

@@ -22,11 +22,18 @@ from broker.engine.specs import default_specs
 from tests.engine.helpers import A100, GAUDI2, H100, L4, L40S, MI300X, MLU590, NOW, offer
 
 ACCELERATORS = (H100, A100, L40S, L4, MI300X, GAUDI2, MLU590)
-REGIONS = (("us-east", "US", 320.0, 1.15), ("se-north", "SE", 40.0, None), ("cn-east", "CN", 550.0, 1.3),
-           ("nowhere", "", None, None))
-PROVIDERS = st.tuples(st.sampled_from([None, 0.8, 0.95, 0.99]), st.sampled_from(["0", "1", "8"]),
-                      st.sampled_from([(), (), (), ("llm_inference",), ("llm_training", "fine_tuning", "hpc"),
-                                       ("resources", "batch")]), st.booleans())
+REGIONS = (
+    ("us-east", "US", 320.0, 1.15),
+    ("se-north", "SE", 40.0, None),
+    ("cn-east", "CN", 550.0, 1.3),
+    ("nowhere", "", None, None),
+)
+PROVIDERS = st.tuples(
+    st.sampled_from([None, 0.8, 0.95, 0.99]),
+    st.sampled_from(["0", "1", "8"]),
+    st.sampled_from([(), (), (), ("llm_inference",), ("llm_training", "fine_tuning", "hpc"), ("resources", "batch")]),
+    st.booleans(),
+)
 LOSS = {"infiniband": 0.05, "roce": 0.05, "ethernet": 0.15}
 
 
@@ -42,13 +49,29 @@ def offers(draw):
         region, country, ci, pue = draw(st.sampled_from(REGIONS))
         cents = draw(st.integers(10, 6000))
         spot = draw(st.one_of(st.none(), st.integers(5, 8000)))
-        rows.append(offer(
-            100 + i, acc, draw(st.sampled_from([1, 2, 4, 8])), f"{cents / 100:.2f}", provider_id=p + 1,
-            reliability=rel, provider_min_rental=pmr, kinds=kinds, provider_interruptible=pint,
-            inter_node=draw(st.sampled_from(["none", "ethernet", "infiniband"])), region=region, country=country,
-            ci=ci, pue=pue, interruptible=None if spot is None else f"{spot / 100:.2f}",
-            nodes=draw(st.integers(1, 6)), min_rental=draw(st.sampled_from(["0", "0", "2", "30"])),
-            vcpus=draw(st.sampled_from([8, 64])), memory_gb=draw(st.sampled_from([None, None, 40.0]))))
+        rows.append(
+            offer(
+                100 + i,
+                acc,
+                draw(st.sampled_from([1, 2, 4, 8])),
+                f"{cents / 100:.2f}",
+                provider_id=p + 1,
+                reliability=rel,
+                provider_min_rental=pmr,
+                kinds=kinds,
+                provider_interruptible=pint,
+                inter_node=draw(st.sampled_from(["none", "ethernet", "infiniband"])),
+                region=region,
+                country=country,
+                ci=ci,
+                pue=pue,
+                interruptible=None if spot is None else f"{spot / 100:.2f}",
+                nodes=draw(st.integers(1, 6)),
+                min_rental=draw(st.sampled_from(["0", "0", "2", "30"])),
+                vcpus=draw(st.sampled_from([8, 64])),
+                memory_gb=draw(st.sampled_from([None, None, 40.0])),
+            )
+        )
     return rows
 
 
@@ -57,21 +80,31 @@ def requests(draw):
     kind = draw(st.sampled_from(["resources", "llm_inference", "llm_training", "fine_tuning", "hpc"]))
     doc: dict = {"objective": "cost"}
     if kind == "resources":
-        doc["resources"] = {k: v for k, v in {
-            "accelerator": draw(st.sampled_from([None, "H100", ["A100-80GB", "L40S"], "L4"])),
-            "count": draw(st.sampled_from([None, 1, 8])),
-            "nodes": draw(st.sampled_from([None, None, 2])),
-            "min_memory_gb": draw(st.sampled_from([None, 48, 80])),
-            "vcpus": draw(st.sampled_from([None, 32])),
-        }.items() if v is not None}
+        doc["resources"] = {
+            k: v
+            for k, v in {
+                "accelerator": draw(st.sampled_from([None, "H100", ["A100-80GB", "L40S"], "L4"])),
+                "count": draw(st.sampled_from([None, 1, 8])),
+                "nodes": draw(st.sampled_from([None, None, 2])),
+                "min_memory_gb": draw(st.sampled_from([None, 48, 80])),
+                "vcpus": draw(st.sampled_from([None, 32])),
+            }.items()
+            if v is not None
+        }
     elif kind == "llm_inference":
-        doc["workload"] = {"kind": kind, "model": draw(st.sampled_from(["llama-3-8b", "llama-3-70b", "mixtral-8x7b"])),
-                           "precision": draw(st.sampled_from(["fp16", "fp8", "int4"]))}
+        doc["workload"] = {
+            "kind": kind,
+            "model": draw(st.sampled_from(["llama-3-8b", "llama-3-70b", "mixtral-8x7b"])),
+            "precision": draw(st.sampled_from(["fp16", "fp8", "int4"])),
+        }
         if draw(st.booleans()):
             doc["workload"]["tokens_per_second"] = draw(st.integers(100, 30000))
     elif kind in ("llm_training", "fine_tuning"):
-        doc["workload"] = {"kind": kind, "model": draw(st.sampled_from(["llama-3-8b", "mistral-7b", "llama-3-70b"])),
-                           "training_tokens": draw(st.sampled_from([1e8, 1e9, 2e10]))}
+        doc["workload"] = {
+            "kind": kind,
+            "model": draw(st.sampled_from(["llama-3-8b", "mistral-7b", "llama-3-70b"])),
+            "training_tokens": draw(st.sampled_from([1e8, 1e9, 2e10])),
+        }
         if kind == "fine_tuning":
             doc["workload"]["method"] = draw(st.sampled_from(["full", "lora"]))
     else:
@@ -80,12 +113,14 @@ def requests(draw):
         doc["duration_hours"] = draw(st.sampled_from([1, 10, 48]))
     elif draw(st.booleans()):
         doc["duration_hours"] = draw(st.sampled_from([24, 200, 2000]))  # a time limit for jobs
-    for key, values in (("max_price_per_hour", [None, None, 5, 30, 200]),
-                        ("max_total_usd", [None, None, 50, 2000, 100000]),
-                        ("min_provider_reliability", [None, None, None, 0.9]),
-                        ("software_stack", [None, None, None, "cuda"]),
-                        ("regions_excluded", [None, None, ["cn-east"]]),
-                        ("countries_allowed", [None, None, None, ["US", "SE"]])):
+    for key, values in (
+        ("max_price_per_hour", [None, None, 5, 30, 200]),
+        ("max_total_usd", [None, None, 50, 2000, 100000]),
+        ("min_provider_reliability", [None, None, None, 0.9]),
+        ("software_stack", [None, None, None, "cuda"]),
+        ("regions_excluded", [None, None, ["cn-east"]]),
+        ("countries_allowed", [None, None, None, ["US", "SE"]]),
+    ):
         value = draw(st.sampled_from(values))
         if value is not None:
             doc[key] = value
@@ -131,7 +166,8 @@ class World:
         if r.countries_allowed and o.country not in r.countries_allowed:
             out.add("country")
         if r.min_provider_reliability is not None and not (
-                o.provider_reliability is not None and o.provider_reliability >= r.min_provider_reliability):
+            o.provider_reliability is not None and o.provider_reliability >= r.min_provider_reliability
+        ):
             out.add("min_provider_reliability")
         if o.provider_allowed_kinds and r.kind not in o.provider_allowed_kinds:
             out.add("provider_workload_kind")
@@ -200,7 +236,7 @@ def test_best_under_cost_equals_brute_force(rows, doc):
     assert math.isclose(top.est_total_usd, round(cheapest, 2), abs_tol=0.011), (top, cheapest)
     assert math.isclose(best[top.offer_id], cheapest, rel_tol=1e-9)
     # the ranked list is the brute-force order of each offer's cheapest configuration
-    expected = sorted(best, key=lambda oid: (best[oid], oid))[:len(answer.recommendations)]
+    expected = sorted(best, key=lambda oid: (best[oid], oid))[: len(answer.recommendations)]
     got = [r.offer_id for r in answer.recommendations]
     assert [round(best[o], 6) for o in got] == [round(best[o], 6) for o in expected]
     assert answer.excluded.feasible == len(best)
@@ -227,23 +263,29 @@ def test_every_rejected_offer_violates_the_named_constraint(rows, doc):
                 assert need > o.nodes_available
             elif code == "inter_node":
                 assert (r.resources.inter_node and o.inter_node not in r.resources.inter_node) or (
-                    need > 1 and world.needs_fabric(i) and o.inter_node == "none")
+                    need > 1 and world.needs_fabric(i) and o.inter_node == "none"
+                )
             elif code == "deadline":
-                assert r.time_limit_hours and all(world.hours(i, n) > r.time_limit_hours
-                                                  for n in range(1, usable + 1))
+                assert r.time_limit_hours and all(world.hours(i, n) > r.time_limit_hours for n in range(1, usable + 1))
             elif code in ("max_price_per_hour", "max_total_usd"):
                 # the cheapest node count that meets the need and the time limit, on some price variant
                 # (configurations are capped at 1,024 nodes)
-                n_lo = next((n for n in range(max(1, need), 1025)
-                             if not (r.is_job and r.time_limit_hours) or world.hours(i, n) <= r.time_limit_hours),
-                            1024)
+                n_lo = next(
+                    (
+                        n
+                        for n in range(max(1, need), 1025)
+                        if not (r.is_job and r.time_limit_hours) or world.hours(i, n) <= r.time_limit_hours
+                    ),
+                    1024,
+                )
                 mr = max(float(o.min_rental_hours), float(o.provider_min_rental_hours))
                 prices = [float(o.price_per_hour)]
                 if r.interruptible_allowed and o.provider_interruptible_allowed and o.interruptible_price_per_hour:
                     prices.append(float(o.interruptible_price_per_hour))
                 if code == "max_price_per_hour":
-                    assert max(p * n_lo for p in prices[:1]) > float(r.max_price_per_hour) or \
-                        any(p * n_lo > float(r.max_price_per_hour) for p in prices)
+                    assert max(p * n_lo for p in prices[:1]) > float(r.max_price_per_hour) or any(
+                        p * n_lo > float(r.max_price_per_hour) for p in prices
+                    )
                 else:
                     costs = []
                     for k, p in enumerate(prices):

@@ -29,15 +29,18 @@ def test_inference_memory_adds_20_percent_and_the_kv_cache():
     assert need == pytest.approx(6.74e9 * 2 * 1.2 + 524_288 * 4096)
 
 
-@pytest.mark.parametrize(("key", "expected"), [
-    ("llama-2-7b", 524_288),  # 2 · 32 layers · 32 KV heads · 128 · 2 bytes (MHA)
-    ("llama-2-70b", 327_680),  # GQA: 8 KV heads
-    ("llama-3-70b", 327_680),  # 2 · 80 · 8 · 128 · 2
-    ("llama-3.1-8b", 131_072),  # the kvplan readout quoted in the data README
-    ("mistral-7b", 131_072),
-    ("qwen2.5-7b", 57_344),  # 2 · 28 · 4 · 128 · 2
-    ("deepseek-v3", 70_272),  # MLA: 61 layers · (512 + 64) latent · 2 bytes
-])
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("llama-2-7b", 524_288),  # 2 · 32 layers · 32 KV heads · 128 · 2 bytes (MHA)
+        ("llama-2-70b", 327_680),  # GQA: 8 KV heads
+        ("llama-3-70b", 327_680),  # 2 · 80 · 8 · 128 · 2
+        ("llama-3.1-8b", 131_072),  # the kvplan readout quoted in the data README
+        ("mistral-7b", 131_072),
+        ("qwen2.5-7b", 57_344),  # 2 · 28 · 4 · 128 · 2
+        ("deepseek-v3", 70_272),  # MLA: 61 layers · (512 + 64) latent · 2 bytes
+    ],
+)
 def test_kv_cache_bytes_per_token(key, expected):
     m = model(key)
     assert sizing.kv_cache_bytes_per_token(m.layers, m.kv_elements_per_token_per_layer, "fp16") == expected
@@ -73,8 +76,10 @@ def test_training_compute_is_6nd_and_lora_4nd():
 
 def test_accelerators_needed_and_tensor_parallel_degree():
     # Llama-3-70B fp16 at 16 sequences × 4096 tokens: 141.1·1.2 + 327,680·4096·16 bytes = 190.8 GB
-    w = parse_request({"workload": {"kind": "llm_inference", "model": "llama-3-70b", "precision": "fp16"},
-                       "duration_hours": 1}, now=NOW).workload
+    w = parse_request(
+        {"workload": {"kind": "llm_inference", "model": "llama-3-70b", "precision": "fp16"}, "duration_hours": 1},
+        now=NOW,
+    ).workload
     assert w.memory_bytes == pytest.approx(70.55e9 * 2 * 1.2 + 327_680 * 4096 * 16)
     assert sizing.accelerators_needed(w.memory_bytes, 80) == 3  # 80 GB × 0.92 usable
     assert sizing.tensor_parallel_degree(3) == 4
@@ -83,7 +88,9 @@ def test_accelerators_needed_and_tensor_parallel_degree():
 
 
 def test_moe_uses_total_params_for_memory_and_active_for_compute():
-    w = parse_request({"workload": {"kind": "llm_inference", "model": "deepseek-v3", "precision": "fp8"},
-                       "duration_hours": 1}, now=NOW).workload
+    w = parse_request(
+        {"workload": {"kind": "llm_inference", "model": "deepseek-v3", "precision": "fp8"}, "duration_hours": 1},
+        now=NOW,
+    ).workload
     assert (w.params_b, w.active_params_b) == (671.0, 37.0)
     assert w.weights_bytes == pytest.approx(671e9)
