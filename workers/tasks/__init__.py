@@ -1,3 +1,3 @@
-from workers.tasks import offers
+from workers.tasks import offers, orders
 
-__all__ = ["offers"]
+__all__ = ["offers", "orders"]

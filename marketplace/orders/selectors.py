@@ -1,0 +1,56 @@
+"""Reads of orders: a user's own orders (operators see all), one order, its events and its log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from marketplace.errors import NotFoundError
+from marketplace.models import User
+from marketplace.orders.models import Order, OrderEvent, OrderLogChunk
+
+MAX_LOG_CHARS = 64 * 1024
+
+
+def orders_visible(user: User) -> QuerySet[Order]:
+    qs = Order.objects.select_related("offer__provider", "offer__accelerator", "offer__region")
+    return qs if user.is_operator else qs.filter(customer=user)
+
+
+def order_for_user(user: User, order_id: int) -> Order:
+    """The order if the user may see it; another customer's order is the same 404 as a missing one."""
+    order = orders_visible(user).filter(pk=order_id).first()
+    if order is None:
+        raise NotFoundError(f"No order {order_id}.", code="order_not_found")
+    return order
+
+
+def order_events(order: Order) -> QuerySet[OrderEvent]:
+    return OrderEvent.objects.filter(order=order).select_related("actor").order_by("id")
+
+
+@dataclass(frozen=True)
+class LogSlice:
+    offset: int
+    next_offset: int
+    text: str
+    complete: bool  # the order is finished and every stored character has been returned
+
+
+def order_log(order: Order, offset: int = 0, limit: int = MAX_LOG_CHARS) -> LogSlice:
+    """Characters [offset, offset + limit) of the order's log as stored so far."""
+    offset = max(0, offset)
+    chunks = OrderLogChunk.objects.filter(order=order).order_by("offset")
+    first = chunks.filter(offset__lte=offset).order_by("-offset").values_list("offset", flat=True).first()
+    parts: list[str] = []
+    start = first if first is not None else offset
+    for chunk_offset, text in chunks.filter(offset__gte=start).values_list("offset", "text").iterator():
+        parts.append(text)
+        if chunk_offset + len(text) - offset >= limit:
+            break
+    whole = "".join(parts)
+    text = whole[max(0, offset - start): max(0, offset - start) + limit]
+    next_offset = offset + len(text)
+    complete = order.finished and next_offset >= order.log_chars
+    return LogSlice(offset=offset, next_offset=next_offset, text=text, complete=complete)

@@ -1,0 +1,72 @@
+"""The one place an order's `state` is assigned: lock, check the transition table, write the event.
+
+Every transition service (transitions.py, failover.py, cancel.py, placement.py) runs inside `transaction.atomic`,
+takes the order row with `locked()`, calls `move()` and enqueues follow-up work with outbox.enqueue (published
+after commit). Illegal moves raise ConflictError (HTTP 409).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from marketplace.errors import ConflictError, NotFoundError
+from marketplace.models import User
+from marketplace.orders.models import Order, OrderEvent
+from marketplace.orders.services import reservations
+from marketplace.orders.states import FINAL, State, can_move
+
+# Celery task names (workers/tasks/orders.py registers them under these names).
+TASK_PROVISION = "workers.tasks.orders.provision"
+TASK_POLL = "workers.tasks.orders.poll_status"
+TASK_METER = "workers.tasks.orders.meter"
+TASK_STOP = "workers.tasks.orders.stop"
+TASK_TERMINATE = "workers.tasks.orders.terminate_job"
+
+
+def locked(order_id: int) -> Order:
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFoundError(f"No order {order_id}.", code="order_not_found")
+    return order
+
+
+def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | None = None, task: str = "",
+         data: dict[str, Any] | None = None, extra_fields: tuple[str, ...] = ()) -> OrderEvent:
+    """Change the (locked) order's state, with its event. `extra_fields` were changed by the caller too."""
+    if not can_move(order.state, to):
+        raise ConflictError(f"Order {order.pk} is {order.state}; it cannot become {to.value}.",
+                            code="illegal_transition", extra={"state": order.state})
+    event = OrderEvent.objects.create(order=order, from_state=order.state, to_state=to.value, at=now, actor=actor,
+                                      actor_task=task, reason=reason[:300], data=data or {})
+    fields = {"state", "state_changed_at", "checked_at", "redrives", "updated_at", *extra_fields}
+    order.state = to.value
+    order.state_changed_at = order.checked_at = now
+    order.redrives = 0
+    if to == State.PROVISIONING:
+        order.provisioning_at = now
+        fields.add("provisioning_at")
+    elif to == State.RUNNING:
+        order.running_at = now
+        fields.add("running_at")
+    elif to in FINAL:
+        order.finished_at = now
+        fields.add("finished_at")
+        reservations.release(order, reason=f"order {to.value}", now=now)
+    order.save(update_fields=sorted(fields))
+    return event
+
+
+def note(order: Order, *, now: datetime, reason: str, actor: User | None = None, task: str = "",
+         data: dict[str, Any] | None = None, extra_fields: tuple[str, ...] = ()) -> OrderEvent:
+    """An event without a state change (job created, alternative skipped, re-driven, retried, ...)."""
+    event = OrderEvent.objects.create(order=order, from_state=order.state, to_state=order.state, at=now, actor=actor,
+                                      actor_task=task, reason=reason[:300], data=data or {})
+    order.checked_at = now
+    order.save(update_fields=sorted({"checked_at", "updated_at", *extra_fields}))
+    return event
+
+
+def touch(order_id: int, now: datetime) -> None:
+    """A pipeline step made progress (stuck detection): a plain UPDATE, no event."""
+    Order.objects.filter(pk=order_id).update(checked_at=now, redrives=0)

@@ -1,0 +1,73 @@
+"""Enqueue Celery work only after commit, without losing it when Redis is down.
+
+`enqueue()` writes an OutboxMessage inside the caller's transaction and registers an on_commit hook that sends it
+and deletes the row. If the send fails (Redis down), the row stays; the reconciler relays rows older than
+ORDERS_OUTBOX_RELAY_AFTER_S. A message may therefore be sent twice (relay racing the hook): every task is
+idempotent, so that is harmless; losing one is what the outbox prevents.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from marketplace.orders import config
+from marketplace.orders.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# A short publish retry: with Redis down we want the row left for the reconciler, not a blocked request.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def queue_name() -> str:
+    """The queue our tasks go to (CELERY_QUEUE env via settings; tests point it at their worker's queue)."""
+    return settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
+    """Publish now (no outbox): for self-rescheduling polls, whose loss the reconciler repairs."""
+    from broker.celery import app
+
+    app.send_task(task, args=list(args), countdown=countdown or None, queue=queue_name(),
+                  retry=True, retry_policy=PUBLISH_RETRY)
+
+
+def enqueue(task: str, args: list | tuple, *, countdown: float = 0) -> OutboxMessage:
+    """Inside a transaction: record the work; it is published after commit (or relayed later)."""
+    message = OutboxMessage.objects.create(task=task, args=list(args), countdown=countdown)
+    transaction.on_commit(lambda: relay_one(message))
+    return message
+
+
+def relay_one(message: OutboxMessage, now: datetime | None = None) -> bool:
+    """Publish one message and delete its row. False (row kept, error noted) when publishing failed."""
+    now = now or timezone.now()
+    due = message.created_at + timedelta(seconds=message.countdown)
+    try:
+        send_task(message.task, message.args, countdown=max(0.0, (due - now).total_seconds()))
+    except Exception as exc:  # kombu/redis connection errors of every kind: keep the row for the reconciler
+        log.warning("outbox: could not publish %s%s: %s", message.task, tuple(message.args), exc)
+        OutboxMessage.objects.filter(pk=message.pk).update(attempts=F("attempts") + 1, last_error=str(exc)[:2000])
+        return False
+    OutboxMessage.objects.filter(pk=message.pk).delete()
+    return True
+
+
+def relay_pending(now: datetime | None = None, limit: int = 500) -> tuple[int, int]:
+    """Publish outbox rows older than the relay delay (the reconciler). Returns (sent, failed)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=config.outbox_relay_after_s())
+    sent = failed = 0
+    for message in OutboxMessage.objects.filter(created_at__lte=cutoff).order_by("id")[:limit]:
+        if relay_one(message, now):
+            sent += 1
+        else:
+            failed += 1
+            break  # Redis is down: stop here, the next run retries
+    return sent, failed

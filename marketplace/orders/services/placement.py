@@ -1,0 +1,150 @@
+"""Placing an order: from a quote (or an offer + configuration re-priced into a one-alternative quote), with an
+Idempotency-Key, reserving capacity and queueing provisioning in one transaction.
+
+- Same key + same body -> the same order (created=False); same key + another body -> 409 idempotency_key_reused.
+- An expired quote -> 409 quote_expired carrying a fresh quote for the same request.
+- Capacity: the quote's alternatives are tried in rank order (at most ORDERS_MAX_ATTEMPTS of them); the first
+  with free units is reserved. None -> 409 no_capacity and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.errors import ConflictError, PermissionDeniedError
+from marketplace.models import Quote, User
+from marketplace.orders import config
+from marketplace.orders.models import Order, OrderEvent
+from marketplace.orders.services import reservations
+from marketplace.orders.services.placement_plan import alternatives_of, apply_alternative, plan_from_quote
+from marketplace.orders.services.transitions import queue_locked
+from marketplace.orders.states import State
+
+
+@dataclass(frozen=True)
+class JobInput:
+    command: str
+    duration_hours: Decimal
+    image: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    budget_cap_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PlacementInput:
+    job: JobInput
+    quote_id: str | None = None
+    offer_id: int | None = None
+    nodes: int | None = None
+    duration_hours: Decimal | None = None  # for offer + configuration; defaults to the job's duration
+
+    def canonical(self) -> dict[str, Any]:
+        """The body as compared for idempotency: numbers normalised, env sorted."""
+        def num(value: Decimal | None) -> str | None:
+            return None if value is None else format(value.normalize(), "f")
+
+        return {"quote_id": str(self.quote_id) if self.quote_id else None, "offer_id": self.offer_id,
+                "nodes": self.nodes, "duration_hours": num(self.duration_hours),
+                "job": {"command": self.job.command, "image": self.job.image, "env": dict(sorted(self.job.env.items())),
+                        "duration_hours": num(self.job.duration_hours), "budget_cap_usd": num(self.job.budget_cap_usd)}}
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
+
+
+def quote_json(quote: Quote | None) -> dict[str, Any] | None:
+    if quote is None:
+        return None
+    return {"id": str(quote.id), "objective": quote.objective, "created_at": quote.created_at.isoformat(),
+            "expires_at": quote.expires_at.isoformat(), "alternatives": quote.alternatives}
+
+
+def _replay(user: User, key: str, request_hash: str) -> Order | None:
+    existing = Order.objects.filter(customer=user, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.request_hash != request_hash:
+        raise ConflictError("This Idempotency-Key was used for a different request.", code="idempotency_key_reused",
+                            extra={"order_id": existing.pk})
+    return existing
+
+
+def _quote_for(user: User, data: PlacementInput, now: datetime) -> Quote:
+    from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired, quote_refresh
+
+    if data.quote_id:
+        quote = quote_get(user, data.quote_id)
+        if quote_is_expired(quote, now):
+            fresh = quote_refresh(quote, now=now)
+            raise ConflictError("The quote has expired; here is a fresh one for the same request.",
+                                code="quote_expired", extra={"quote": quote_json(fresh)})
+        return quote
+    duration = data.duration_hours if data.duration_hours is not None else data.job.duration_hours
+    return quote_for_offer(user, data.offer_id, data.nodes, float(duration), now=now)
+
+
+def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue: bool = True,
+                now: datetime | None = None) -> tuple[Order, bool]:
+    """Returns (order, created). With queue=False the order waits in `reserved` (its reservation expires)."""
+    if not (user.role == "customer" or user.is_operator):
+        raise PermissionDeniedError("Only customers place orders.")
+    now = now or timezone.now()
+    request_hash = data.hash()
+    existing = _replay(user, idempotency_key, request_hash)
+    if existing is not None:
+        return existing, False
+    quote = _quote_for(user, data, now)
+    try:
+        return _place(user, idempotency_key, request_hash, quote, data.job, queue=queue, now=now), True
+    except IntegrityError:
+        existing = _replay(user, idempotency_key, request_hash)  # a concurrent request with the same key won
+        if existing is None:
+            raise
+        return existing, False
+
+
+@transaction.atomic
+def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, queue: bool,
+           now: datetime) -> Order:
+    plan = plan_from_quote(quote.alternatives)
+    candidates = list(alternatives_of(plan))[: config.max_attempts()]
+    if not candidates:
+        raise ConflictError("The quote has no alternative an order can use.", code="no_capacity")
+    reservations.lock_offers([alt.offer_id for _, alt in candidates])
+    order = Order(customer=user, quote=quote, plan=plan, command=job.command, image=job.image, env=job.env,
+                  duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd, state=State.RESERVED,
+                  attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
+    apply_alternative(order, *candidates[0])
+    order.save()
+    expires_at = now + timedelta(seconds=config.reservation_ttl_s())
+    skipped: list[int] = []
+    held, chosen = None, candidates[0]
+    for candidate in candidates:
+        held = reservations.reserve(order, candidate[1].offer_id, candidate[1].nodes, attempt=1,
+                                    expires_at=expires_at)
+        if held:
+            chosen = candidate
+            break
+        skipped.append(candidate[1].offer_id)
+    if not held:
+        raise ConflictError(f"No capacity left on the quote's alternatives (offers {', '.join(map(str, skipped))}).",
+                            code="no_capacity", extra={"offers": skipped})
+    if chosen is not candidates[0]:
+        apply_alternative(order, *chosen)
+        order.save(update_fields=["offer", "plan_index", "nodes", "accelerator_count", "node_price_per_hour",
+                                  "driver"])
+    OrderEvent.objects.create(order=order, from_state="", to_state=State.RESERVED, at=now, actor=user,
+                              reason="order placed; capacity reserved",
+                              data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
+                                    "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})
+    if queue:
+        queue_locked(order, now=now, actor=user)
+    return order

@@ -1,0 +1,190 @@
+"""One service per state change of the pipeline (placement, failover and cancel have their own modules).
+
+Each: one transaction, the order row locked, the transition table checked (lifecycle.move), the event written,
+follow-up Celery work enqueued through the outbox (published after commit). Services called by tasks take the
+attempt number they were enqueued for and return None when the order has moved on, so a redelivered or stale
+task does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.errors import ConflictError
+from marketplace.models import User
+from marketplace.orders import config
+from marketplace.orders.models import Order
+from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services.lifecycle import (
+    TASK_METER,
+    TASK_PROVISION,
+    TASK_STOP,
+    TASK_TERMINATE,
+    locked,
+    move,
+    note,
+)
+from marketplace.orders.services.reliability import provisioning_value, reliability_observe
+from marketplace.orders.states import State
+
+# Final outcomes of a run that count against the provider (see reliability.py).
+PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable"})
+
+
+def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task: str = "") -> None:
+    """reserved -> queued on an order the caller has locked (placement does it in its own transaction)."""
+    move(order, State.QUEUED, now=now, reason="queued for provisioning", actor=actor, task=task,
+         data={"attempt": order.attempt})
+    reservations.confirm(order)
+    outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
+
+
+@transaction.atomic
+def order_queue(order_id: int, *, actor: User | None = None, task: str = "", now: datetime | None = None) -> Order:
+    order = locked(order_id)
+    queue_locked(order, now=now or timezone.now(), actor=actor, task=task)
+    return order
+
+
+@transaction.atomic
+def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime | None = None) -> Order | None:
+    """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.attempt != attempt:
+        return None
+    if order.state == State.QUEUED:
+        move(order, State.PROVISIONING, now=now, reason="provisioning started", task=task,
+             data={"attempt": attempt, "offer_id": order.offer_id})
+        return order
+    if order.state == State.PROVISIONING:
+        note(order, now=now, reason="provisioning resumed (task redelivered or re-driven)", task=task,
+             data={"attempt": attempt, "job_ref": order.job_ref})
+        return order
+    return None
+
+
+@transaction.atomic
+def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, now: datetime | None = None) -> bool:
+    """Store the provider's job reference. False when the order moved on: the caller terminates that job."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.attempt != attempt or order.state not in (State.PROVISIONING, State.STOPPING):
+        return False
+    if order.job_ref == job_ref:
+        return True
+    if order.job_ref:  # a different job for the same idempotency key: the provider broke its contract
+        raise ConflictError(f"Order {order_id} attempt {attempt} already has job {order.job_ref}, not {job_ref}.")
+    order.job_ref = job_ref
+    note(order, now=now, reason="job created at the provider", task=task,
+         data={"attempt": attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt},
+         extra_fields=("job_ref",))
+    return True
+
+
+@transaction.atomic
+def order_mark_running(order_id: int, attempt: int, *, task: str, message: str = "", meter_now: bool = False,
+                       now: datetime | None = None) -> Order | None:
+    """provisioning -> running; the provider's reliability gets a provisioning observation; metering starts
+    (at once when the job already finished, e.g. a short command)."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.attempt != attempt or order.state != State.PROVISIONING:
+        return None
+    waited = (now - (order.provisioning_at or now)).total_seconds()
+    move(order, State.RUNNING, now=now, reason="job running", task=task,
+         data={"attempt": attempt, "job_ref": order.job_ref, "seconds_to_running": round(waited, 3),
+               "message": message})
+    reliability_observe(order.offer.provider_id, provisioning_value(waited))
+    countdown = 0.0 if meter_now else min(config.meter_interval_s(), float(order.duration_hours) * 3600)
+    outbox.enqueue(TASK_METER, [order.pk, attempt], countdown=countdown)
+    return order
+
+
+@transaction.atomic
+def order_begin_stop(order_id: int, *, outcome: State, reason: str, code: str = "", attempt: int | None = None,
+                     actor: User | None = None, task: str = "", data: dict | None = None,
+                     now: datetime | None = None) -> Order | None:
+    """running/provisioning -> stopping, remembering which final state follows (`outcome`)."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if attempt is not None and order.attempt != attempt:
+        return None
+    if order.state not in (State.RUNNING, State.PROVISIONING):
+        return None
+    stop_locked(order, outcome=outcome, reason=reason, code=code, actor=actor, task=task, data=data, now=now)
+    return order
+
+
+def stop_locked(order: Order, *, outcome: State, reason: str, code: str, actor: User | None, task: str,
+                 data: dict | None, now: datetime) -> None:
+    order.stop_outcome = outcome.value
+    fields = ["stop_outcome"]
+    if outcome == State.FAILED:
+        order.failure_code, order.failure_reason = code or "failed", reason
+        fields += ["failure_code", "failure_reason"]
+    move(order, State.STOPPING, now=now, reason=reason, actor=actor, task=task,
+         data={"outcome": outcome.value, "code": code, **(data or {})}, extra_fields=tuple(fields))
+    outbox.enqueue(TASK_STOP, [order.pk])
+
+
+@transaction.atomic
+def order_finish(order_id: int, *, terminated_ref: str, task: str, data: dict | None = None,
+                 now: datetime | None = None) -> Order | None:
+    """stopping -> its outcome (completed, cancelled, failed); capacity is released in this transaction.
+
+    Returns None when not stopping. If a job was recorded after the stop task read the order (a create that
+    finished after a cancel), the order stays stopping and the stop task is enqueued again to terminate that job.
+    """
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.state != State.STOPPING:
+        return None
+    if order.job_ref != terminated_ref:
+        note(order, now=now, reason="a job appeared while stopping; terminating it too", task=task,
+             data={"job_ref": order.job_ref})
+        outbox.enqueue(TASK_STOP, [order.pk])
+        return None
+    outcome = State(order.stop_outcome or State.COMPLETED)
+    order.stop_outcome = ""
+    move(order, outcome, now=now, reason=f"job stopped; order {outcome.value}", task=task,
+         data={"job_ref": order.job_ref, "metered_usd": str(order.metered_usd), **(data or {})},
+         extra_fields=("stop_outcome",))
+    if order.running_at is not None and outcome != State.CANCELLED:
+        if outcome == State.COMPLETED:
+            reliability_observe(order.offer.provider_id, 1)
+        elif order.failure_code in PROVIDER_FAULT_CODES:
+            reliability_observe(order.offer.provider_id, 0)
+    return order
+
+
+@transaction.atomic
+def order_fail(order_id: int, *, code: str, reason: str, task: str = "", actor: User | None = None,
+               attempt: int | None = None, data: dict | None = None, now: datetime | None = None) -> Order | None:
+    """Any active state -> failed at once, releasing capacity. A job that exists gets a best-effort terminate."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.finished or (attempt is not None and order.attempt != attempt):
+        return None
+    order.failure_code, order.failure_reason, order.stop_outcome = code, reason, ""
+    move(order, State.FAILED, now=now, reason=reason, actor=actor, task=task, data={"code": code, **(data or {})},
+         extra_fields=("failure_code", "failure_reason", "stop_outcome"))
+    if order.job_ref:
+        outbox.enqueue(TASK_TERMINATE, [order.pk, order.offer_id, order.job_ref])
+    return order
+
+
+@transaction.atomic
+def order_expire(order_id: int, *, task: str, now: datetime | None = None) -> Order | None:
+    """reserved -> expired: the reservation was never confirmed in time."""
+    now = now or timezone.now()
+    order = locked(order_id)
+    if order.state != State.RESERVED:
+        return None
+    order.failure_code, order.failure_reason = "reservation_expired", "the reservation expired before it proceeded"
+    move(order, State.EXPIRED, now=now, reason="reservation expired", task=task,
+         extra_fields=("failure_code", "failure_reason"))
+    return order
