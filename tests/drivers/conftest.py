@@ -53,3 +53,25 @@ def make_sim(redis_url: str, sim_namespace: str, clock: FakeClock):
         return SimulatedDriver(redis_url=redis_url, namespace=sim_namespace, **extra, **knobs)
 
     return make
+
+
+SECRET = "test-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def agent(tmp_path) -> Iterator:
+    """The real reference agent on 127.0.0.1 (2 slots), stopped afterwards; jobs left running are killed."""
+    from tests.drivers.agent_process import AgentProcess, kill_leftovers
+
+    process = AgentProcess(work_dir=tmp_path / "agent", secret=SECRET)
+    with process:
+        yield process
+    kill_leftovers(process.work_dir)
+    assert "Traceback" not in process.log(), process.log()
+
+
+@pytest.fixture
+def agent_driver(agent):
+    from workers.drivers.registry import get_driver
+
+    return get_driver("agent", **agent.driver_config())

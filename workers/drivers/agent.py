@@ -181,7 +181,10 @@ class AgentDriver:
                 conn.sock.settimeout(remaining)
             chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
             if not chunk:
-                return b"".join(chunks)
+                body = b"".join(chunks)
+                if response.length:  # the connection closed before Content-Length bytes came
+                    raise http.client.IncompleteRead(body, response.length)
+                return body
             size += len(chunk)
             if size > MAX_RESPONSE_BYTES:
                 raise http.client.HTTPException(f"answer larger than {MAX_RESPONSE_BYTES} bytes")
