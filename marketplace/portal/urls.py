@@ -1,0 +1,32 @@
+"""Routes of the web portal, mounted at the site root (broker/urls.py)."""
+
+from django.urls import path
+
+from marketplace.portal.views import auth, orders, provider, recommend, search
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", auth.home, name="home"),
+    # accounts
+    path("signup/", auth.signup, name="signup"),
+    path("signin/", auth.SignInView.as_view(), name="signin"),
+    path("signout/", auth.SignOutView.as_view(), name="signout"),
+    path("account/tokens/", auth.tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", auth.token_revoke_view, name="token-revoke"),
+    # customers
+    path("recommend/", recommend.recommend, name="recommend"),
+    path("recommend/quote/", recommend.quote, name="quote"),
+    path("offers/", search.offers, name="offers"),
+    path("orders/new/<uuid:quote_id>/<int:offer_id>/", orders.order_new, name="order-new"),
+    # providers
+    path("provider/", provider.dashboard, name="provider-dashboard"),
+    path("provider/offers/", provider.offer_list, name="provider-offers"),
+    path("provider/offers/new/", provider.offer_new, name="provider-offer-new"),
+    path("provider/offers/<int:pk>/edit/", provider.offer_edit, name="provider-offer-edit"),
+    path("provider/offers/<int:pk>/status/", provider.offer_status, name="provider-offer-status"),
+    path("provider/upload/", provider.upload, name="provider-upload"),
+    path("provider/upload/confirm/", provider.upload_confirm, name="provider-upload-confirm"),
+    path("provider/upload/template.csv", provider.upload_template, name="provider-upload-template"),
+    path("provider/organisation/", provider.organisation, name="provider-organisation"),
+]

@@ -1,0 +1,96 @@
+"""Home, sign up / in / out, and the API tokens page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.views import LoginView, LogoutView
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from marketplace.errors import DomainError
+from marketplace.models.accounts import Role
+from marketplace.portal.forms import SignInForm, SignUpForm, TokenForm, apply_domain_error
+from marketplace.portal.selectors import tokens_of
+from marketplace.portal.services import account_signup
+from marketplace.portal.views.access import signed_in
+from marketplace.services.tokens import token_create, token_revoke
+
+
+def _landing(user) -> str:
+    if user.is_authenticated and user.is_provider_member:
+        return reverse("portal:provider-dashboard")
+    return reverse("portal:recommend")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(_landing(request.user))
+    return render(request, "portal/home.html", {"nav": "home"})
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(_landing(request.user))
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = account_signup(username=data["username"], email=data["email"], password=data["password"],
+                                  role=data["role"], organisation=data.get("organisation") or "")
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if user.role == Role.PROVIDER:
+                messages.success(request, f"Welcome, {user.username}. List your first machines below.")
+            else:
+                messages.success(request, f"Welcome, {user.username}. Tell us what you need to run.")
+            return redirect(_landing(user))
+    return render(request, "portal/auth/signup.html", {"form": form, "nav": "signup"})
+
+
+class SignInView(LoginView):
+    template_name = "portal/auth/signin.html"
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+    extra_context = {"nav": "signin"}
+
+    def get_default_redirect_url(self) -> str:
+        return _landing(self.request.user)
+
+
+class SignOutView(LogoutView):
+    next_page = "portal:home"
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, new_key = token_create(user=request.user, name=form.cleaned_data["name"])
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            form = TokenForm()
+            messages.success(request, f"Token “{token.name}” created. Copy the key now: it is shown only once.")
+    return render(request, "portal/auth/tokens.html",
+                  {"form": form, "tokens": tokens_of(request.user), "new_key": new_key, "nav": "tokens"})
+
+
+@signed_in
+@require_POST
+def token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        token = token_revoke(user=request.user, token_id=pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Token “{token.name}” revoked; requests with it now get 401.")
+    return redirect("portal:tokens")
