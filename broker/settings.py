@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "marketplace.orders",
     "marketplace.billing",
     "marketplace.agents",
+    "marketplace.portal",
 ]
 
 MIDDLEWARE = [
