@@ -2,10 +2,13 @@
 
     manage.py agent_enroll --provider demo-gpu-host                  # new agent, random secret
     manage.py agent_enroll --provider demo-gpu-host --secret S      # set this secret (idempotent; local demo)
+    manage.py agent_enroll --provider demo-gpu-host --secret-file var/demo-agent.secret
     manage.py agent_enroll --provider demo-gpu-host --rotate --grace 3600
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--provider", required=True, help="provider slug")
         parser.add_argument("--name", default="default")
         parser.add_argument("--secret", default=None, help="use this secret (at least 16 characters)")
+        parser.add_argument("--secret-file", default=None, help="read the secret to use from this file")
         parser.add_argument("--rotate", action="store_true", help="new secret; the old one stays valid for --grace")
         parser.add_argument("--grace", type=int, default=3600, help="seconds the previous secret stays valid")
         parser.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -30,6 +34,8 @@ class Command(BaseCommand):
         provider = Provider.objects.filter(slug=options["provider"]).first()
         if provider is None:
             raise CommandError(f"no provider '{options['provider']}' (load the demo: manage.py load_demo)")
+        if options["secret_file"]:
+            options["secret"] = Path(options["secret_file"]).read_text().strip()
         try:
             if options["rotate"]:
                 agent = ProviderAgent.objects.filter(provider=provider, name=options["name"]).first()
