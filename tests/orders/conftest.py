@@ -24,8 +24,29 @@ FAST_PIPELINE_ENV = {
 }
 
 
-@pytest.fixture
-def redis_url() -> str:
+@pytest.fixture(autouse=True)
+def private_queue(settings) -> str:
+    """Whatever the services enqueue in this test goes to a queue of its own (never the default `broker`)."""
+    queue = f"test-orders-{uuid.uuid4().hex[:10]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    yield queue
+    url = redis_url_for_tests()
+    if url is not None:
+        import redis
+
+        redis.Redis.from_url(url).delete(queue)
+
+
+def queued_tasks(redis_url: str, queue: str) -> list[tuple[str, str]]:
+    """(task name, args repr) of the messages waiting in a Celery queue on Redis, oldest first."""
+    import redis
+
+    raw = redis.Redis.from_url(redis_url).lrange(queue, 0, -1)
+    messages = [json.loads(item) for item in reversed(raw)]  # kombu LPUSHes; consumers BRPOP
+    return [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages]
+
+
+def _redis_url_or_skip() -> str:
     url = redis_url_for_tests()
     if url is None:
         from django.conf import settings
@@ -35,17 +56,31 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def sim(redis_url, monkeypatch):
-    """The simulated driver in a namespace of its own (zero boot latency unless a test configures it); the
-    pipeline in this process and in the worker use the same namespace through BROKER_DRIVER_CONFIG."""
+def redis_url() -> str:
+    return _redis_url_or_skip()
+
+
+@pytest.fixture(scope="module")
+def sim_namespace():
+    """One simulated-driver namespace per test module (shared by its tests and its workers), deleted at the end.
+    Zero boot latency unless a test configures its own offer (offers have unique external ids)."""
     from workers.drivers.simulated import SimulatedDriver
 
+    url = _redis_url_or_skip()
     namespace = f"orders-test-{uuid.uuid4().hex[:10]}"
-    driver = SimulatedDriver(redis_url=redis_url, namespace=namespace)
+    driver = SimulatedDriver(redis_url=url, namespace=namespace)
     driver.configure(boot_latency_s=0.0)
-    monkeypatch.setenv("BROKER_DRIVER_CONFIG", json.dumps({"simulated": {"namespace": namespace}}))
-    yield driver
+    yield namespace
     driver.reset()
+
+
+@pytest.fixture
+def sim(redis_url, sim_namespace, monkeypatch):
+    """The simulated driver of this module's namespace; the pipeline in this process uses it too."""
+    from workers.drivers.simulated import SimulatedDriver
+
+    monkeypatch.setenv("BROKER_DRIVER_CONFIG", json.dumps({"simulated": {"namespace": sim_namespace}}))
+    return SimulatedDriver(redis_url=redis_url, namespace=sim_namespace)
 
 
 @pytest.fixture
@@ -141,31 +176,53 @@ class OrdersWorker(CeleryWorker):
         self.process.wait()
 
 
-@pytest.fixture
-def start_worker(transactional_db, redis_url, sim, settings, tmp_path: Path):
-    """start_worker(**env) -> a started OrdersWorker; the test process's on_commit sends go to its queue."""
-    import os
+def _new_worker(*, queue: str, namespace: str, redis_url: str, log_path: Path, concurrency: int,
+                env: dict[str, str]) -> OrdersWorker:
+    extra = {**FAST_PIPELINE_ENV, "BROKER_DRIVER_CONFIG": json.dumps({"simulated": {"namespace": namespace}}),
+             "CELERY_QUEUE": queue, **env}
+    worker = OrdersWorker(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
+                          log_path=log_path, concurrency=concurrency, extra_env=extra)
+    worker.queue = queue
+    worker.args[worker.args.index("--queues") + 1] = queue
+    worker.args[worker.args.index("--hostname") + 1] = f"{queue}-{log_path.stem}@%h"
+    return worker
 
+
+@pytest.fixture(scope="module")
+def module_worker(django_db_setup, django_db_blocker, sim_namespace, tmp_path_factory):
+    """One worker (2 processes) for a whole test module, on its own queue, against the test database."""
+    url = _redis_url_or_skip()
     queue = f"test-orders-{uuid.uuid4().hex[:10]}"
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    worker = _new_worker(queue=queue, namespace=sim_namespace, redis_url=url, concurrency=2, env={},
+                         log_path=tmp_path_factory.mktemp("worker") / "module-worker.log")
+    with django_db_blocker.unblock():
+        worker.start()
+    yield worker
+    worker.stop()
+    import redis
+
+    redis.Redis.from_url(url).delete(queue)
+    assert "Traceback" not in worker.log(), worker.log()[-5000:]
+
+
+@pytest.fixture
+def worker(transactional_db, module_worker, sim, private_queue, settings) -> OrdersWorker:
+    """The module's worker; what this test's services enqueue after commit goes to its queue."""
+    settings.CELERY_TASK_DEFAULT_QUEUE = module_worker.queue
+    return module_worker
+
+
+@pytest.fixture
+def start_worker(transactional_db, redis_url, sim, sim_namespace, private_queue, tmp_path: Path):
+    """start_worker(concurrency=2, **env) -> a started OrdersWorker of this test alone, on the test's queue."""
     workers: list[OrdersWorker] = []
 
     def start(concurrency: int = 2, **env: str) -> OrdersWorker:
-        extra = {**FAST_PIPELINE_ENV, "BROKER_DRIVER_CONFIG": os.environ["BROKER_DRIVER_CONFIG"], **env}
-        worker = OrdersWorker(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
-                              log_path=tmp_path / f"worker-{len(workers)}.log", concurrency=concurrency,
-                              extra_env=extra)
-        worker.queue = queue
-        worker.env["CELERY_QUEUE"] = queue
-        worker.args[worker.args.index("--queues") + 1] = queue
-        worker.args[worker.args.index("--hostname") + 1] = f"{queue}-{len(workers)}@%h"
+        worker = _new_worker(queue=private_queue, namespace=sim_namespace, redis_url=redis_url,
+                             log_path=tmp_path / f"worker-{len(workers)}.log", concurrency=concurrency, env=env)
         workers.append(worker)
         return worker.start()
 
     yield start
     for worker in workers:
         worker.stop()
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.delete(queue)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from celery import Task, shared_task
 
 from marketplace.orders import config
-from workers.drivers.base import TransientDriverError
+from workers.drivers.base import TerminalDriverError, TransientDriverError
 
 log = logging.getLogger(__name__)
 OPTIONS = {"bind": True, "acks_late": True, "ignore_result": True, "max_retries": None}
@@ -28,11 +28,15 @@ def backoff_s(retries: int) -> float:
 
 
 def _run(task: Task, step: Callable[[], object], give_up: Callable[[TransientDriverError], None],
-         order_id: int) -> None:
+         refused: Callable[[TerminalDriverError], None], order_id: int) -> None:
     from marketplace.orders.services.outbox import send_task
 
     try:
         nxt = step()
+    except TerminalDriverError as exc:
+        log.warning("%s(order %s): terminal driver error %s: %s", task.name, order_id, exc.code, exc)
+        refused(exc)
+        return
     except TransientDriverError as exc:
         retries = task.request.retries
         if retries < config.retry_max():
@@ -64,7 +68,8 @@ def provision(self: Task, order_id: int, attempt: int) -> None:
     from marketplace.orders.services import pipeline
 
     _run(self, lambda: pipeline.step_provision(order_id, attempt, task=self.name),
-         lambda exc: pipeline.give_up_provision(order_id, attempt, exc, task=self.name), order_id)
+         lambda exc: pipeline.give_up_provision(order_id, attempt, exc, task=self.name),
+         lambda exc: pipeline.refused_provision(order_id, attempt, exc, task=self.name), order_id)
 
 
 @shared_task(name="workers.tasks.orders.poll_status", **OPTIONS)
@@ -72,7 +77,8 @@ def poll_status(self: Task, order_id: int, attempt: int) -> None:
     from marketplace.orders.services import pipeline
 
     _run(self, lambda: pipeline.step_poll(order_id, attempt, task=self.name),
-         lambda exc: pipeline.give_up_poll(order_id, attempt, exc, task=self.name), order_id)
+         lambda exc: pipeline.give_up_poll(order_id, attempt, exc, task=self.name),
+         lambda exc: pipeline.refused_poll(order_id, attempt, exc, task=self.name), order_id)
 
 
 @shared_task(name="workers.tasks.orders.meter", **OPTIONS)
@@ -80,7 +86,8 @@ def meter(self: Task, order_id: int, attempt: int) -> None:
     from marketplace.orders.services import pipeline
 
     _run(self, lambda: pipeline.step_meter(order_id, attempt, task=self.name),
-         lambda exc: pipeline.give_up_meter(order_id, attempt, exc, task=self.name), order_id)
+         lambda exc: pipeline.give_up_meter(order_id, attempt, exc, task=self.name),
+         lambda exc: pipeline.refused_meter(order_id, attempt, exc, task=self.name), order_id)
 
 
 @shared_task(name="workers.tasks.orders.stop", **OPTIONS)
@@ -88,6 +95,7 @@ def stop(self: Task, order_id: int) -> None:
     from marketplace.orders.services import pipeline
 
     _run(self, lambda: pipeline.step_stop(order_id, task=self.name),
+         lambda exc: pipeline.give_up_stop(order_id, exc, task=self.name),
          lambda exc: pipeline.give_up_stop(order_id, exc, task=self.name), order_id)
 
 
@@ -98,6 +106,8 @@ def terminate_job(self: Task, order_id: int, offer_id: int, job_ref: str) -> Non
 
     try:
         pipeline.step_terminate(offer_id, job_ref)
+    except TerminalDriverError as exc:
+        log.warning("order %s: terminate of job %s refused: %s", order_id, job_ref, exc)
     except TransientDriverError as exc:
         if self.request.retries < config.retry_max():
             raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc

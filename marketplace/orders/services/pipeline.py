@@ -61,8 +61,8 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     if order.job_ref:  # created before a crash or redelivery: only watch it
         return Next(TASK_POLL, (order_id, attempt))
     offer = order.offer
-    driver = driver_for_offer(offer)
     try:
+        driver = driver_for_offer(offer)
         job_ref = driver.create(job_spec(order, offer), timeout_s=config.driver_timeout_s())
     except CapacityGoneError as exc:
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
@@ -78,7 +78,13 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
 
 
 def give_up_provision(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
+    """Transient errors outlasted the retries: the provider is unreachable, try the next alternative."""
     order_failover(order_id, attempt, code="provider_unreachable", reason=exc.message, task=task)
+
+
+def refused_provision(order_id: int, attempt: int, exc: TerminalDriverError, *, task: str) -> None:
+    """A terminal error after the job was created (e.g. its first status): the attempt failed."""
+    order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
 
 
 # ------------------------------------------------------------------------------------------------ poll
@@ -93,6 +99,10 @@ def step_poll(order_id: int, attempt: int, *, task: str) -> Next | None:
 
 def give_up_poll(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
     order_failover(order_id, attempt, code="provider_unreachable", reason=exc.message, task=task)
+
+
+def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task: str) -> None:
+    order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
 
 
 def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, task: str) -> Next | None:
@@ -169,6 +179,10 @@ def give_up_meter(order_id: int, attempt: int, exc: DriverError, *, task: str) -
                      attempt=attempt, task=task)
 
 
+def refused_meter(order_id: int, attempt: int, exc: TerminalDriverError, *, task: str) -> None:
+    order_begin_stop(order_id, outcome=State.FAILED, code=exc.code, reason=exc.message, attempt=attempt, task=task)
+
+
 def _collect(order: Order, driver: Driver, *, reads: int) -> None:
     """Append the driver's new log output (up to `reads` chunks, until it says complete)."""
     offset = order.log_offset
@@ -201,10 +215,11 @@ def step_stop(order_id: int, *, task: str) -> Next | None:
 
 
 def give_up_stop(order_id: int, exc: DriverError, *, task: str) -> None:
+    """Terminate kept failing (or was refused): finish anyway, recording why; capacity is released."""
     order = _order(order_id)
     if order is not None and order.state == State.STOPPING:
         order_finish(order_id, terminated_ref=order.job_ref, task=task,
-                     data={"terminate_error": exc.message})
+                     data={"terminate_error": f"{exc.code}: {exc.message}"})
 
 
 # ------------------------------------------------------------------------------------------------ orphans
