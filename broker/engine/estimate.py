@@ -17,6 +17,7 @@ import numpy as np
 from broker.engine.perf import HIGH, MEDIUM
 from broker.engine.plan import SCALING, UTILISATION, NodePlan
 from broker.engine.request import Request
+from broker.engine.snapshot import OfferSnapshot
 
 # Interruption-risk prior for interruptible (spot) capacity, per node-hour: expected, low, high (assumption).
 INTERRUPTION_RATE = (0.02, 0.005, 0.05)
@@ -27,45 +28,80 @@ DEFAULT_PUE = (1.56, 1.2, 1.8)  # Uptime Institute 2024 survey average [UPTIME_P
 RUNTIME_RANGE = {HIGH: (0.85, 1.15), MEDIUM: (0.75, 1.35), 2: (0.6, 1.7)}
 
 
-def rework_factor(nodes: np.ndarray, interruptible: np.ndarray, rate: float = INTERRUPTION_RATE[0]) -> np.ndarray:
+def rework_factor(nodes: np.ndarray, interruptible: np.ndarray | None, rate: float = INTERRUPTION_RATE[0]):
+    """1 + λ·n·(checkpoint/2 + restart) for interruptible configurations; 1 (a scalar) when none is."""
+    if interruptible is None:
+        return 1.0
     loss = CHECKPOINT_INTERVAL_HOURS / 2 + RESTART_HOURS
     return np.where(interruptible, 1 + rate * nodes * loss, 1.0)
 
 
-def runtime_hours(plan: NodePlan, request: Request, nt: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-    """Hours the work runs on `nodes` nodes (before interruptions)."""
+def runtime_hours(plan: NodePlan, request: Request, nt: np.ndarray, nodes: np.ndarray | int):
+    """Hours the work runs on `nodes` nodes (before interruptions); a scalar for duration kinds."""
     if request.is_job:
         return plan.base_hours[nt] / SCALING[plan.scale_class[nt], nodes]
-    return np.full(nt.shape, float(request.duration_hours))
+    return float(request.duration_hours)
 
 
-@dataclass(frozen=True)
 class Candidates:
-    """Feasible configurations, one entry per (offer row, nodes, variant)."""
+    """Feasible configurations, one entry per (offer row, nodes, variant).
 
-    row: np.ndarray  # index into the snapshot
-    nodes: np.ndarray
-    interruptible: np.ndarray  # bool
-    price: np.ndarray  # per node-hour, the variant's price
-    hours: np.ndarray  # expected runtime including rework
-    billed_hours: np.ndarray
-    cost: np.ndarray
-    carbon_kg: np.ndarray  # NaN unknown
-    energy_kwh: np.ndarray
-    reliability: np.ndarray  # NaN unknown
+    Energy, carbon and reliability are gathered lazily: many objectives never need them for every candidate.
+    """
+
+    def __init__(
+        self,
+        snap: OfferSnapshot,
+        plan: NodePlan,
+        row: np.ndarray,
+        nodes: np.ndarray,
+        interruptible: np.ndarray | None,
+        price: np.ndarray,
+        hours: np.ndarray | float,
+        billed_hours: np.ndarray | float,
+        cost: np.ndarray,
+        one_per_offer: bool,
+    ):
+        self.snap, self.plan = snap, plan
+        self.row, self.nodes, self.price, self.cost = row, nodes, price, cost
+        n = row.shape[0]
+        self.interruptible = np.zeros(n, dtype=bool) if interruptible is None else interruptible
+        self.hours = np.broadcast_to(np.asarray(hours, dtype=np.float64), (n,))
+        self.billed_hours = np.broadcast_to(np.asarray(billed_hours, dtype=np.float64), (n,))
+        self.one_per_offer = one_per_offer  # no offer appears twice (one variant, one node count)
+        self._carbon: np.ndarray | None = None
+        self._energy: np.ndarray | None = None
+        self._reliability: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.row.shape[0])
 
-    def take(self, idx: np.ndarray) -> Candidates:
-        return Candidates(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+    def energy_and_carbon(self, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """kWh and kg CO2e (NaN unknown) for all candidates, or the subset `idx`."""
+        if self._carbon is not None:
+            return (self._energy, self._carbon) if idx is None else (self._energy[idx], self._carbon[idx])
+        rows = self.row if idx is None else self.row[idx]
+        nodes = self.nodes if idx is None else self.nodes[idx]
+        hours = self.hours if idx is None else self.hours[idx]
+        reg = self.snap.region[rows]
+        regions = self.snap.regions
+        pue = np.where(np.isnan(regions.pue), DEFAULT_PUE[0], regions.pue)[reg]
+        energy = self.plan.node_kw[self.snap.node_type[rows]] * nodes * hours * pue
+        carbon = energy * regions.grid_ci[reg] / 1000
+        if idx is None:
+            self._energy, self._carbon = energy, carbon
+        return energy, carbon
 
+    @property
+    def carbon_kg(self) -> np.ndarray:
+        return self.energy_and_carbon()[1]
 
-def energy_and_carbon(
-    plan: NodePlan, nt: np.ndarray, nodes: np.ndarray, hours: np.ndarray, pue: np.ndarray, ci: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    energy = plan.node_kw[nt] * nodes * hours * np.where(np.isnan(pue), DEFAULT_PUE[0], pue)
-    return energy, energy * ci / 1000
+    def reliability(self, idx: np.ndarray | None = None) -> np.ndarray:
+        if idx is None:
+            if self._reliability is None:
+                self._reliability = self.snap.providers.reliability[self.snap.provider[self.row]]
+            return self._reliability
+        return self.snap.providers.reliability[self.snap.provider[self.row[idx]]]
 
 
 @dataclass(frozen=True, slots=True)

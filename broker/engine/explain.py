@@ -11,6 +11,7 @@ from broker.engine.matching import Context, Match
 from broker.engine.plan import SCALING
 from broker.engine.request import INTER_NODE, INTERCONNECTS, MAX_REPLICA_NODES
 from broker.engine.result import CENT, Excluded, NearMiss, ReasonCount, Relaxation
+from broker.engine.scorers import top_k_lex
 from broker.engine.snapshot import units_to_decimal
 
 NEAR_MISS_LIMIT = 10
@@ -43,7 +44,7 @@ class _Row:
         self.provider = snap.providers.names[p]
         self.reliability = float(snap.providers.reliability[p])
         self.available = int(snap.nodes_available[row])
-        self.min_rental = float(ctx.min_rental(np.array([row]))[0])
+        self.min_rental = float(snap.min_rental_eff[row])
 
     def usable_nodes(self) -> int:
         return self.available if self.ctx.plan.fabric[self.nt] else 1
@@ -148,12 +149,24 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
     near_misses: list[NearMiss] = []
     relaxations: list[Relaxation] = []
     if near.size:
-        nodes, spot, pph, cost, _ = ctx.at_lo(near)
-        order_cost = np.where(np.isnan(cost), np.inf, cost)
+        if ctx.lo_all is not None:  # match() already priced every row
+            nodes, spot, pph, cost = (a[near] for a in ctx.lo_all[:4])
+        else:
+            nodes, spot, pph, cost, _ = ctx.at_lo(near)
+        cost = np.asarray(cost, dtype=np.float64)
+        unknown = np.isnan(cost)
+        if unknown.any():
+            cost = np.where(unknown, np.inf, cost)
+        near_bits = bits[near]
         ids = snap.offer_id[near]
-        for j in np.lexsort((ids, order_cost))[:NEAR_MISS_LIMIT]:
-            code = FILTERS[int(bits[near[j]]).bit_length() - 1].code
-            v = _Row(ctx, int(near[j]), int(nodes[j]), float(pph[j]), float(cost[j]))
+
+        def view(j: int) -> _Row:
+            return _Row(ctx, int(near[j]), int(nodes[j]), float(pph[j]), float(cost[j]))
+
+        for j in top_k_lex([cost, ids], NEAR_MISS_LIMIT).tolist():
+            code = FILTERS[int(near_bits[j]).bit_length() - 1].code
+            v = view(j)
+            units = (snap.interruptible_units if spot[j] else snap.price_units)[near[j]]
             near_misses.append(
                 NearMiss(
                     offer_id=int(ids[j]),
@@ -165,35 +178,36 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
                     reason=code,
                     side=BY_CODE[code].side,
                     gap=v.gap(code),
-                    price_per_hour=units_to_decimal(
-                        int((snap.interruptible_units if spot[j] else snap.price_units)[near[j]])
-                    )
-                    * v.nodes,
+                    price_per_hour=units_to_decimal(int(units)) * v.nodes,
                     est_total_usd=_dec(v.cost),
                 )
             )
-        near_bits = bits[near]
-        for f in FILTERS:
-            if not f.relaxable:
+        for k, f in enumerate(FILTERS):
+            if not (f.relaxable and m.active >> k & 1):
                 continue
-            sel = np.flatnonzero(near_bits == np.uint32(f.bit))
+            sel = np.flatnonzero(near_bits == np.uint32(1 << k))
             if not sel.size:
                 continue
-            best = sel[np.lexsort((ids[sel], order_cost[sel]))[0]]
-            v = _Row(ctx, int(near[best]), int(nodes[best]), float(pph[best]), float(cost[best]))
+            best = (
+                int(sel[np.lexsort((ids[sel], cost[sel]))[0]])
+                if sel.size < 64
+                else int(sel[top_k_lex([cost[sel], ids[sel]], 1)[0]])
+            )
+            adds = int(sel.size)
+            v = view(best)
             total = _dec(v.cost)
-            effect = f"adds {sel.size} offer{'s' if sel.size != 1 else ''}"
+            effect = f"adds {adds} offer{'s' if adds != 1 else ''}"
             if total is not None:
                 effect += (
-                    f"; cheapest {_usd(float(total))} total on {v.nodes}× {v.count}× "
-                    f"{_short(v.accelerator)} ({v.provider}, {v.region})"
+                    f"; cheapest {_usd(float(total))} total on {v.nodes} node{'s' if v.nodes > 1 else ''} of "
+                    f"{v.count}× {_short(v.accelerator)} ({v.provider}, {v.region})"
                 )
             relaxations.append(
                 Relaxation(
                     constraint=f.code,
                     side=f.side,
                     change=v.change(f.code),
-                    adds=int(sel.size),
+                    adds=adds,
                     cheapest_offer_id=int(ids[best]),
                     cheapest_total_usd=total,
                     effect=effect,

@@ -1,4 +1,8 @@
-"""Filter the snapshot (reason bits per offer) and expand feasible offers into candidate configurations."""
+"""Filter the snapshot (reason bits per offer) and expand feasible offers into candidate configurations.
+
+Hot path: every step is a NumPy operation over the offer columns; work that depends only on the node type
+(nodes needed, runtime, price multipliers) is done on the small node-type table and gathered once.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from broker.engine.estimate import Candidates, energy_and_carbon, rework_factor, runtime_hours
+from broker.engine.estimate import Candidates, rework_factor, runtime_hours
 from broker.engine.filters import BIT, bits_where
-from broker.engine.plan import NodePlan
+from broker.engine.plan import SCALING, NodePlan
 from broker.engine.request import ALL_KINDS, MAX_NODES, Request
 from broker.engine.snapshot import OfferSnapshot
 
 EPS = 1e-9
+_LIMITS = BIT["max_price_per_hour"] | BIT["max_total_usd"]
 
 
 @dataclass(frozen=True)
 class Match:
     bits: np.ndarray  # uint32 reasons per offer row (0 = feasible)
     active: int  # bits of filters evaluated for this request
-    n_lo: np.ndarray  # per node type: fewest nodes meeting need and time limit
     feasible: np.ndarray  # row indices with bits == 0
+
+
+def _take(column: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return column if rows is None else column[rows]
 
 
 class Context:
@@ -29,38 +37,46 @@ class Context:
     def __init__(self, snap: OfferSnapshot, plan: NodePlan, request: Request):
         self.snap, self.plan, self.request = snap, plan, request
         self.n_lo_nt = np.minimum(np.maximum(plan.n_need, plan.n_deadline), MAX_NODES)
+        self.multi = bool(self.n_lo_nt.size and self.n_lo_nt.max() > 1)
+        self.hours_lo_nt = runtime_hours(plan, request, np.arange(len(self.n_lo_nt)), self.n_lo_nt)
         self.max_pph = float(request.max_price_per_hour) if request.max_price_per_hour is not None else None
         self.max_total = float(request.max_total_usd) if request.max_total_usd is not None else None
-        pv = snap.providers
-        self.provider_int_ok = pv.interruptible_allowed if request.interruptible_allowed else None
-        self.any_min_rental = bool(snap.min_rental_hours.any() or pv.min_rental_hours.any())
+        self.interruptible = request.interruptible_allowed
+        self.lo_all: tuple | None = None  # at_lo() over every row, when match() needed it
 
-    def min_rental(self, rows: np.ndarray) -> np.ndarray:
-        if not self.any_min_rental:
-            return np.zeros(rows.shape)
-        snap = self.snap
-        return np.maximum(snap.min_rental_hours[rows], snap.providers.min_rental_hours[snap.provider[rows]])
+    def min_rental(self, rows: np.ndarray | None) -> np.ndarray | float:
+        return _take(self.snap.min_rental_eff, rows) if self.snap.has_min_rental else 0.0
 
-    def interruptible_eligible(self, rows: np.ndarray) -> np.ndarray:
-        if self.provider_int_ok is None:
-            return np.zeros(rows.shape, dtype=bool)
-        snap = self.snap
-        return (snap.interruptible_units[rows] >= 0) & self.provider_int_ok[snap.provider[rows]]
+    def interruptible_eligible(self, rows: np.ndarray | None) -> np.ndarray:
+        if not self.interruptible:
+            return np.zeros(len(self.snap) if rows is None else rows.shape[0], dtype=bool)
+        return _take(self.snap.interruptible_ok, rows)
 
     def cost_at(
-        self, rows: np.ndarray, nodes: np.ndarray, interruptible: np.ndarray, min_rental: np.ndarray | None = None
-    ) -> tuple[np.ndarray, ...]:
-        """(price per node-hour, expected hours, billed hours, total USD) of each row at `nodes` nodes."""
+        self,
+        rows: np.ndarray,
+        nodes: np.ndarray | int,
+        interruptible: np.ndarray | None,
+        min_rental: np.ndarray | float | None = None,
+    ) -> tuple:
+        """(price per node-hour, expected hours, billed hours, total USD) of each row at `nodes` nodes.
+
+        `interruptible` None means every row on demand (the common case, without per-row selects).
+        """
         snap, nt = self.snap, self.snap.node_type[rows]
-        price = np.where(interruptible, snap.interruptible_price[rows], snap.price[rows])
+        if interruptible is None:
+            price = snap.price[rows]
+        else:
+            price = np.where(interruptible, snap.interruptible_price[rows], snap.price[rows])
         run = runtime_hours(self.plan, self.request, nt, nodes)
         rw = rework_factor(nodes, interruptible)
         if self.request.is_job:
-            hours = run * rw
-            billed = np.maximum(hours, self.min_rental(rows) if min_rental is None else min_rental)
+            hours = run * rw if interruptible is not None else run
+            mr = self.min_rental(rows) if min_rental is None else min_rental
+            billed = np.maximum(hours, mr) if self.snap.has_min_rental else hours
         else:
             hours, billed = run, run * rw
-        return price, hours, billed, price * nodes * billed
+        return price, hours, billed, price * (nodes * billed)
 
     def limit_bits(self, pph: np.ndarray, cost: np.ndarray) -> np.ndarray:
         bits = np.zeros(pph.shape, dtype=np.uint32)
@@ -70,37 +86,49 @@ class Context:
             bits |= bits_where(cost > self.max_total * (1 + EPS), "max_total_usd")
         return bits
 
-    def at_lo(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Each row at n_lo nodes, on its better variant: (nodes, interruptible, config price/h, total, limit bits).
+    def at_lo(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """Each row at n_lo nodes: (nodes, interruptible, config price/h, total, limit bits).
 
-        The variant failing fewer of max_price_per_hour / max_total_usd is chosen (on demand on a tie, then the
-        cheaper one), so the reported reasons are the ones that variant really violates.
+        On demand unless it breaks max_price_per_hour or max_total_usd and the interruptible variant breaks
+        fewer of them (then that variant's figures and reasons are reported).
         """
-        n = self.n_lo_nt[self.snap.node_type[rows]]
-        no = np.zeros(rows.shape, dtype=bool)
-        *_, cost = self.cost_at(rows, n, no)
-        pph = self.snap.price[rows] * n
+        snap = self.snap
+        nt = _take(snap.node_type, rows)
+        price = _take(snap.price, rows)
+        n = self.n_lo_nt[nt] if self.multi else np.ones(price.shape, dtype=np.int64)
+        pph = price * n if self.multi else price
+        if self.request.is_job:
+            hours = self.hours_lo_nt[nt]
+            billed = np.maximum(hours, self.min_rental(rows)) if snap.has_min_rental else hours
+            cost = pph * billed
+        else:
+            cost = pph * float(self.request.duration_hours)
         bits = self.limit_bits(pph, cost)
-        elig = self.interruptible_eligible(rows)
-        if not elig.any():
-            return n, no, pph, cost, bits
-        *_, icost = self.cost_at(rows, n, elig)
-        ipph = self.snap.interruptible_price[rows] * n
-        ibits = self.limit_bits(ipph, icost)
-        fails, ifails = _popcount2(bits), _popcount2(ibits)
-        use = elig & ((ifails < fails) | ((ifails == fails) & (icost < cost)))
-        return (n, use, np.where(use, ipph, pph), np.where(use, icost, cost), np.where(use, ibits, bits))
+        use = np.zeros(price.shape, dtype=bool)
+        if self.interruptible and (self.max_pph is not None or self.max_total is not None):
+            sel = np.flatnonzero((bits != 0) & self.interruptible_eligible(rows))
+            if sel.size:
+                sub = sel if rows is None else rows[sel]
+                ipph = snap.interruptible_price[sub] * n[sel]
+                *_, icost = self.cost_at(sub, n[sel], np.ones(sel.size, dtype=bool))
+                ibits = self.limit_bits(ipph, icost)
+                better = _popcount_limits(ibits) < _popcount_limits(bits[sel])
+                sel = sel[better]
+                use[sel] = True
+                pph = pph.copy() if pph is price else pph
+                pph[sel], cost[sel], bits[sel] = ipph[better], icost[better], ibits[better]
+        return n, use, pph, cost, bits
 
 
-def _popcount2(bits: np.ndarray) -> np.ndarray:
+def _popcount_limits(bits: np.ndarray) -> np.ndarray:
     return ((bits & BIT["max_price_per_hour"]) != 0).astype(np.int8) + ((bits & BIT["max_total_usd"]) != 0)
 
 
 def match(ctx: Context) -> Match:
     snap, plan, req = ctx.snap, ctx.plan, ctx.request
     nt = snap.node_type
-    bits = plan.bits[nt]
     active = int(np.bitwise_or.reduce(plan.bits)) if plan.bits.size else 0
+    bits = plan.bits[nt] if active else np.zeros(len(snap), dtype=np.uint32)
 
     rg = snap.regions
     rbits = np.zeros(len(rg.keys), dtype=np.uint32)
@@ -114,17 +142,18 @@ def match(ctx: Context) -> Match:
     if req.countries_excluded:
         rbits |= bits_where(np.isin(countries, list(req.countries_excluded)), "country")
     if rbits.any():
-        bits = bits | rbits[snap.region]
+        bits |= rbits[snap.region]
         active |= int(np.bitwise_or.reduce(rbits))
 
     pv = snap.providers
     pbits = np.zeros(len(pv.ids), dtype=np.uint32)
     if req.min_provider_reliability is not None:
-        pbits |= bits_where(~(pv.reliability >= req.min_provider_reliability - EPS), "min_provider_reliability")
+        ok = pv.reliability >= req.min_provider_reliability - EPS
+        pbits |= bits_where(~ok, "min_provider_reliability")
     kind_bit = 1 << ALL_KINDS.index(req.kind)
     pbits |= bits_where((pv.kinds_mask != 0) & ((pv.kinds_mask & kind_bit) == 0), "provider_workload_kind")
     if pbits.any():
-        bits = bits | pbits[snap.provider]
+        bits |= pbits[snap.provider]
         active |= int(np.bitwise_or.reduce(pbits))
 
     res = req.resources
@@ -137,31 +166,64 @@ def match(ctx: Context) -> Match:
             bits |= bits_where(column < wanted - EPS, code)
             active |= int(BIT[code])
     avail = snap.nodes_available
-    bits |= bits_where(plan.n_need[nt] > avail, "capacity")
-    active |= int(BIT["capacity"])
-    if req.is_job and req.time_limit_hours:
+    if plan.n_need.size and plan.n_need.max() > 1:
+        bits |= bits_where(plan.n_need[nt] > avail, "capacity")
+        active |= int(BIT["capacity"])
+    if req.is_job and req.time_limit_hours and plan.n_deadline.size and plan.n_deadline.max() > 1:
+        need = plan.n_deadline[nt]
         n_max = np.where(plan.fabric[nt], avail, 1)
-        bits |= bits_where(plan.n_deadline[nt] > n_max, "deadline")
+        bits |= bits_where(need > n_max, "deadline")
         active |= int(BIT["deadline"])
-    rows = np.arange(len(snap))
-    if not req.is_job and ctx.any_min_rental:
-        bits |= bits_where(req.duration_hours < ctx.min_rental(rows) - EPS, "provider_min_rental")
+    if not req.is_job and snap.has_min_rental:
+        bits |= bits_where(req.duration_hours < snap.min_rental_eff - EPS, "provider_min_rental")
         active |= int(BIT["provider_min_rental"])
     if ctx.max_pph is not None or ctx.max_total is not None:
-        *_, limit_bits = ctx.at_lo(rows)
+        ctx.lo_all = ctx.at_lo()
+        limit_bits = ctx.lo_all[-1]
         bits |= limit_bits
-        active |= int(BIT["max_price_per_hour"]) if ctx.max_pph is not None else 0
-        active |= int(BIT["max_total_usd"]) if ctx.max_total is not None else 0
-    return Match(bits=bits, active=active, n_lo=ctx.n_lo_nt, feasible=np.flatnonzero(bits == 0))
+        active |= int(_LIMITS) & int(np.bitwise_or.reduce(limit_bits)) if limit_bits.size else 0
+    return Match(bits=bits, active=active, feasible=np.flatnonzero(bits == 0))
 
 
-def _n_hi(ctx: Context, rows: np.ndarray, interruptible: np.ndarray, lo: np.ndarray, mr: np.ndarray) -> np.ndarray:
-    """Most nodes still within capacity, max price per hour and budget (binary search; all are monotone in n)."""
-    snap, nt = ctx.snap, ctx.snap.node_type[rows]
-    hi = np.where(ctx.plan.fabric[nt], np.minimum(snap.nodes_available[rows], MAX_NODES), 1)
-    hi = np.maximum(hi, lo)
+class _Priced:
+    """Per-row constants of a candidate set, so trying another node count is a few array operations."""
+
+    def __init__(self, ctx: Context, rows: np.ndarray, nt: np.ndarray, spot: np.ndarray | None, mr):
+        snap, plan = ctx.snap, ctx.plan
+        self.ctx, self.spot, self.mr = ctx, spot, mr
+        self.price = (
+            snap.price[rows] if spot is None else np.where(spot, snap.interruptible_price[rows], snap.price[rows])
+        )
+        self.job = ctx.request.is_job
+        if self.job:
+            self.base = plan.base_hours[nt]
+            self.cls = plan.scale_class[nt]
+        self.floor = ctx.snap.has_min_rental
+
+    def at(self, n: np.ndarray, idx: np.ndarray | None = None) -> tuple:
+        """(hours, billed hours, cost) at n nodes, for all rows or the subset idx."""
+        pick = (lambda a: a) if idx is None else (lambda a: a[idx])
+        spot = None if self.spot is None else pick(self.spot)
+        rw = rework_factor(n, spot)
+        price = pick(self.price)
+        if self.job:
+            run = pick(self.base) / SCALING[pick(self.cls), n]
+            hours = run * rw if spot is not None else run
+            mr = self.mr if np.isscalar(self.mr) else pick(self.mr)
+            billed = np.maximum(hours, mr) if self.floor else hours
+        else:
+            hours = float(self.ctx.request.duration_hours)
+            billed = hours * rw
+        return hours, billed, price * (n * billed)
+
+
+def _n_hi(
+    ctx: Context, priced: _Priced, idx: np.ndarray, rows: np.ndarray, nt: np.ndarray, lo: np.ndarray
+) -> np.ndarray:
+    """Most nodes within capacity, max price per hour and budget (binary search; each is monotone in n)."""
+    hi = np.maximum(np.minimum(ctx.snap.nodes_available[rows], MAX_NODES), lo)
     lo = lo.copy()
-    price = np.where(interruptible, snap.interruptible_price[rows], snap.price[rows])
+    price = priced.price[idx]
     while True:
         open_ = lo < hi
         if not open_.any():
@@ -171,59 +233,52 @@ def _n_hi(ctx: Context, rows: np.ndarray, interruptible: np.ndarray, lo: np.ndar
         if ctx.max_pph is not None:
             ok &= price * mid <= ctx.max_pph * (1 + EPS)
         if ctx.max_total is not None:
-            *_, cost = ctx.cost_at(rows, mid, interruptible, mr)
-            ok &= cost <= ctx.max_total * (1 + EPS)
+            ok &= priced.at(mid, idx)[2] <= ctx.max_total * (1 + EPS)
         lo = np.where(open_ & ok, mid, lo)
         hi = np.where(open_ & ~ok, mid - 1, hi)
 
 
 def expand(ctx: Context, feasible: np.ndarray) -> Candidates:
-    """Every configuration worth scoring: on-demand and (when allowed) interruptible; node counts that can win.
+    """Every configuration worth scoring: on demand and (when allowed) interruptible; node counts that can win.
 
-    Cost and carbon never fall with more nodes (n·s(n) grows slower than n), so without a time weight the fewest
-    nodes win; with only a time weight the most nodes win; mixed objectives also try the geometric middle.
+    Cost and carbon never fall with more nodes (n·s(n) grows slower than n), so without a time weight the
+    fewest nodes win; with only a time weight the most nodes win; mixed objectives also try the geometric middle.
     """
     snap, plan, req = ctx.snap, ctx.plan, ctx.request
-    rows = [feasible]
-    inter = [np.zeros(feasible.shape, dtype=bool)]
+    r, i = feasible, None
     elig = ctx.interruptible_eligible(feasible)
+    one_per_offer = True
     if elig.any():
-        rows.append(feasible[elig])
-        inter.append(np.ones(int(elig.sum()), dtype=bool))
-    r, i = np.concatenate(rows), np.concatenate(inter)
-    lo = ctx.n_lo_nt[snap.node_type[r]]
-    mr = ctx.min_rental(r)
-    w = dict(req.objective.weights)
-    options = [lo]
-    if req.is_job and w.get("time", 0) > 0:
-        hi = _n_hi(ctx, r, i, lo, mr)
-        if w.get("cost", 0) == 0 and w.get("carbon", 0) == 0:
-            options = [hi]
-        else:
-            mid = np.round(np.sqrt(lo * hi)).astype(np.int64)
-            options = [lo, mid, hi]
-    n = np.concatenate(options)
-    r = np.tile(r, len(options))
-    i = np.tile(i, len(options))
-    mr = np.tile(mr, len(options))
-    price, hours, billed, cost = ctx.cost_at(r, n, i, mr)
-    if ctx.max_pph is not None or ctx.max_total is not None:  # a variant may break a limit its twin meets
-        ok = ctx.limit_bits(price * n, cost) == 0
-        if not ok.all():
-            r, n, i, price, hours, billed, cost = (a[ok] for a in (r, n, i, price, hours, billed, cost))
+        r = np.concatenate([feasible, feasible[elig]])
+        i = np.concatenate([np.zeros(feasible.shape, dtype=bool), np.ones(int(elig.sum()), dtype=bool)])
+        one_per_offer = False
     nt = snap.node_type[r]
-    reg = snap.region[r]
-    energy, carbon = energy_and_carbon(plan, nt, n, hours, snap.regions.pue[reg], snap.regions.grid_ci[reg])
-    reliability = snap.providers.reliability[snap.provider[r]]
-    return Candidates(
-        row=r,
-        nodes=n,
-        interruptible=i,
-        price=price,
-        hours=hours,
-        billed_hours=billed,
-        cost=cost,
-        carbon_kg=carbon,
-        energy_kwh=energy,
-        reliability=reliability,
-    )
+    lo = ctx.n_lo_nt[nt] if ctx.multi else np.ones(r.shape, dtype=np.int64)
+    priced = _Priced(ctx, r, nt, i, ctx.min_rental(r))
+    w = dict(req.objective.weights)
+    n = lo
+    if req.is_job and w.get("time", 0) > 0:
+        can_grow = np.flatnonzero(plan.fabric[nt] & (snap.nodes_available[r] > lo))
+        if can_grow.size:
+            hi = _n_hi(ctx, priced, can_grow, r[can_grow], nt[can_grow], lo[can_grow])
+            if w.get("cost", 0) == 0 and w.get("carbon", 0) == 0:
+                n = lo.copy()
+                n[can_grow] = hi
+            else:
+                mid = np.round(np.sqrt(lo[can_grow] * hi)).astype(np.int64)
+                extra = np.concatenate([can_grow, can_grow])
+                r = np.concatenate([r, r[extra]])
+                nt = np.concatenate([nt, nt[extra]])
+                i = np.zeros(r.shape, dtype=bool) if i is None else np.concatenate([i, i[extra]])
+                n = np.concatenate([lo, mid, hi])
+                priced = _Priced(ctx, r, nt, i, ctx.min_rental(r))
+                one_per_offer = False
+    hours, billed, cost = priced.at(n)
+    price = priced.price
+    if i is not None and (ctx.max_pph is not None or ctx.max_total is not None):
+        ok = ctx.limit_bits(price * n, cost) == 0  # a variant may break a limit its twin meets
+        if not ok.all():
+            hours = hours[ok] if np.ndim(hours) else hours
+            billed = billed[ok] if np.ndim(billed) else billed
+            r, n, i, price, cost = r[ok], n[ok], i[ok], price[ok], cost[ok]
+    return Candidates(snap, plan, r, n, i, price, hours, billed, cost, one_per_offer)

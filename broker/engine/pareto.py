@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from broker.engine.estimate import Candidates
+
 
 def _points(cost: np.ndarray, hours: np.ndarray, carbon: np.ndarray) -> np.ndarray:
     return np.column_stack([cost, hours, np.where(np.isnan(carbon), np.inf, carbon)])
@@ -19,19 +21,19 @@ def dominated(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     return out
 
 
-def pareto_flags(cost: np.ndarray, hours: np.ndarray, carbon: np.ndarray, picked: np.ndarray) -> np.ndarray:
+def pareto_flags(c: Candidates, picked: np.ndarray) -> np.ndarray:
     """Pareto flag for the candidates `picked` against every candidate.
 
-    Only candidates no worse than the picked ones' worst value on each axis can dominate them, so the comparison
-    runs over that (usually small) subset.
+    Only candidates no worse than the picked ones' worst cost and runtime can dominate them, so carbon is
+    computed and compared for that (usually small) subset only.
     """
     if picked.size == 0:
         return np.zeros(0, dtype=bool)
-    pts = _points(cost, hours, carbon)
-    mine = pts[picked]
-    worst = mine.max(axis=0)
-    near = np.flatnonzero((pts[:, 0] <= worst[0]) & (pts[:, 1] <= worst[1]) & (pts[:, 2] <= worst[2]))
-    return ~dominated(mine, pts[near])
+    near = np.flatnonzero((c.cost <= c.cost[picked].max()) & (c.hours <= c.hours[picked].max()))
+    _, carbon = c.energy_and_carbon(near)
+    pts = _points(c.cost[near], c.hours[near], carbon)
+    where = np.searchsorted(near, picked)  # picked ⊆ near, both sorted by index
+    return ~dominated(pts[where], pts)
 
 
 def pareto_front(cost: np.ndarray, hours: np.ndarray, carbon: np.ndarray) -> np.ndarray:

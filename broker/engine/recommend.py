@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -15,7 +16,7 @@ from broker.engine.perf import CONFIDENCE_NAMES, MFU_TRAINING
 from broker.engine.plan import NodePlan, plan_node_types
 from broker.engine.request import HpcWorkload, LlmWorkload, Request
 from broker.engine.result import CENT, RankedOffer, Recommendation, ScorePart
-from broker.engine.scorers import component, rank, score
+from broker.engine.scorers import best_of, normalise, quantity, rank, rank_keys
 from broker.engine.snapshot import OfferSnapshot, units_to_decimal
 from broker.engine.specs import EngineSpecs, default_specs
 
@@ -84,7 +85,7 @@ def _why(
         kg = "unknown carbon" if carbon is None else f"{carbon:,.1f} kg CO2e"
         lead = "lowest carbon" if rank_ == 1 else "low carbon"
         return f"{lead}: {kg} for {hours} on {what}{spot}, ${c.cost[i]:,.2f}"
-    strongest = max(parts, key=lambda k: (dict(request.objective.weights)[k] * parts[k][i], k))
+    strongest = max(parts, key=lambda k: (dict(request.objective.weights)[k] * parts[k], k))
     return f"best balance (strongest on {strongest}): ${c.cost[i]:,.2f}, {hours} on {what}{spot}"
 
 
@@ -96,16 +97,26 @@ def recommend(
     ctx = Context(snapshot, plan, request)
     m = match(ctx)
     cands = expand(ctx, m.feasible)
-    scores, parts = score(cands, request.objective)
-    top = rank(cands, scores, snapshot.offer_id, request.top_k)
-    flags = pareto_flags(cands.cost, cands.hours, cands.carbon_kg, top)
-    for name in ("cost", "time", "carbon", "reliability"):
-        if name not in parts and len(cands):
-            parts[name] = component(cands, name)
+    keys, scores = rank_keys(cands, request.objective, snapshot.offer_id)
+    top = rank(cands, keys, snapshot.offer_id, request.top_k)
+    flags = pareto_flags(cands, top)
+    parts = {
+        name: normalise(name, quantity(cands, name, top), best_of(cands, name)) for name, _ in request.objective.weights
+    }
+    top_scores = scores[top] if scores is not None else sum(w * parts[name] for name, w in request.objective.weights)
+    energy, carbon = cands.energy_and_carbon(top)
+    reliability = cands.reliability(top)
     offers = []
-    best = int(top[0]) if top.size else -1
-    for k, (i, pareto) in enumerate(zip(top.tolist(), flags.tolist(), strict=True), start=1):
-        offers.append(_materialise(ctx, cands, i, k, best, scores, parts, pareto, specs))
+    for j, i in enumerate(top.tolist()):
+        facts = _Facts(
+            score=float(top_scores[j]),
+            parts={k: float(v[j]) for k, v in parts.items()},
+            pareto=bool(flags[j]),
+            energy=float(energy[j]),
+            carbon=float(carbon[j]),
+            reliability=float(reliability[j]),
+        )
+        offers.append(_materialise(ctx, cands, i, j + 1, int(top[0]), facts))
     excluded, relaxations = explain(ctx, m)
     return Recommendation(
         kind=request.kind,
@@ -120,17 +131,17 @@ def recommend(
     )
 
 
-def _materialise(
-    ctx: Context,
-    c: Candidates,
-    i: int,
-    rank_: int,
-    best: int,
-    scores: np.ndarray,
-    parts: dict,
-    pareto: bool,
-    specs: EngineSpecs,
-) -> RankedOffer:
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    score: float
+    parts: dict[str, float]
+    pareto: bool
+    energy: float
+    carbon: float
+    reliability: float
+
+
+def _materialise(ctx: Context, c: Candidates, i: int, rank_: int, best: int, facts: _Facts) -> RankedOffer:
     snap, plan, request = ctx.snap, ctx.plan, ctx.request
     row = int(c.row[i])
     nt, reg, prov = int(snap.node_type[row]), int(snap.region[row]), int(snap.provider[row])
@@ -139,8 +150,8 @@ def _materialise(
     node_price = units_to_decimal(int(units))
     ci = float(snap.regions.grid_ci[reg])
     pue = float(snap.regions.pue[reg])
-    carbon = float(c.carbon_kg[i])
-    run = float(runtime_hours(plan, request, np.array([nt]), np.array([nodes]))[0])
+    carbon = None if facts.carbon != facts.carbon else facts.carbon
+    run = float(np.asarray(runtime_hours(plan, request, np.array([nt]), np.array([nodes]))).reshape(-1)[0])
     r = ranges(
         request,
         int(plan.confidence[nt]),
@@ -148,27 +159,22 @@ def _materialise(
         run,
         interruptible,
         float(c.price[i]),
-        float(ctx.min_rental(np.array([row]))[0]),
+        float(snap.min_rental_eff[row]),
         float(plan.node_kw[nt]),
         None if pue != pue else pue,
         None if ci != ci else ci,
     )
     accelerator = snap.node_types.accelerator[nt]
-    count = int(snap.node_types.count[nt])
-    breakdown = tuple(
-        ScorePart(name, dict(request.objective.weights).get(name, 0.0), float(parts[name][i]))
-        for name in ("cost", "time", "carbon", "reliability")
-    )
-    tps = None
-    if request.kind == "llm_inference":
-        tps = float(plan.node_rate[nt]) * nodes
+    weights = dict(request.objective.weights)
+    breakdown = tuple(ScorePart(name, weights[name], value) for name, value in facts.parts.items())
+    tps = float(plan.node_rate[nt]) * nodes if request.kind == "llm_inference" else None
     return RankedOffer(
         rank=rank_,
         offer_id=int(snap.offer_id[row]),
         provider_id=int(snap.providers.ids[prov]),
         provider=snap.providers.names[prov],
         accelerator=accelerator,
-        count=count,
+        count=int(snap.node_types.count[nt]),
         nodes=nodes,
         region=snap.regions.keys[reg],
         country=snap.regions.country[reg],
@@ -180,13 +186,13 @@ def _materialise(
         billed_hours=float(c.billed_hours[i]),
         est_total_usd=_total(node_price, nodes, float(c.billed_hours[i])),
         est_total_usd_range=(Decimal(f"{r.cost[0]:.6f}").quantize(CENT), Decimal(f"{r.cost[1]:.6f}").quantize(CENT)),
-        est_kwh=None if np.isnan(c.energy_kwh[i]) else float(c.energy_kwh[i]),
-        est_kg_co2e=None if carbon != carbon else carbon,
+        est_kwh=None if facts.energy != facts.energy else facts.energy,
+        est_kg_co2e=carbon,
         est_kg_co2e_range=r.carbon_kg,
-        score=float(scores[i]),
+        score=facts.score,
         score_breakdown=breakdown,
-        why=_why(request, rank_, c, i, best, parts, accelerator, None if carbon != carbon else carbon),
-        pareto=bool(pareto),
+        why=_why(request, rank_, c, i, best, facts.parts, accelerator, carbon),
+        pareto=facts.pareto,
         confidence=CONFIDENCE_NAMES[int(plan.confidence[nt])]
         if request.is_job or request.kind == "llm_inference"
         else "high",

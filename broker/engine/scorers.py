@@ -4,10 +4,13 @@
     time        = min hours / hours
     carbon      = min kg CO2e / kg CO2e   (unknown carbon scores 0)
     reliability = the provider's observed reliability (unknown: 0.5)
-Ties break deterministically on (score desc, total cost asc, offer id asc).
+Ties break deterministically on (score desc, total cost asc, offer id asc). A one-scorer profile ranks on its
+quantity directly (same order as its score), so only the top-k need a score computed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,40 +19,58 @@ from broker.engine.request import Objective
 
 UNKNOWN_RELIABILITY = 0.5
 _TINY = 1e-12
+Key = np.ndarray | Callable[[np.ndarray], np.ndarray]
 
 
-def _ratio(values: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(values)
-    if not valid.any():
-        return np.zeros(values.shape)
-    best = values[valid].min()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(valid, (best + _TINY) / (values + _TINY), 0.0)
-
-
-def component(c: Candidates, name: str) -> np.ndarray:
+def quantity(c: Candidates, name: str, idx: np.ndarray | None = None) -> np.ndarray:
+    """The raw quantity behind a scorer (lower is better except reliability)."""
     if name == "cost":
-        return _ratio(c.cost)
+        return c.cost if idx is None else c.cost[idx]
     if name == "time":
-        return _ratio(c.hours)
+        return c.hours if idx is None else c.hours[idx]
     if name == "carbon":
-        return _ratio(c.carbon_kg)
+        return c.carbon_kg if idx is None else c.carbon_kg[idx]
     if name == "reliability":
-        return np.where(np.isnan(c.reliability), UNKNOWN_RELIABILITY, c.reliability)
+        rel = c.reliability(idx)
+        return np.where(np.isnan(rel), UNKNOWN_RELIABILITY, rel)
     raise KeyError(name)
 
 
-def score(c: Candidates, objective: Objective) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    parts = {name: component(c, name) for name, w in objective.weights if w > 0}
+def best_of(c: Candidates, name: str, values: np.ndarray | None = None) -> float:
+    values = quantity(c, name) if values is None else values
+    if name == "carbon":
+        valid = values[~np.isnan(values)]
+        return float(valid.min()) if valid.size else float("nan")
+    return float(values.min()) if values.size else float("nan")
+
+
+def normalise(name: str, values: np.ndarray, best: float) -> np.ndarray:
+    if name == "reliability":
+        return values
+    if best != best:  # no candidate has this quantity
+        return np.zeros(values.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (best + _TINY) / (values + _TINY)
+    return np.where(np.isnan(out), 0.0, out) if name == "carbon" else out
+
+
+def score(c: Candidates, objective: Objective) -> np.ndarray:
     total = np.zeros(len(c))
     for name, w in objective.weights:
-        if w > 0:
-            total += w * parts[name]
-    return total, parts
+        values = quantity(c, name)
+        total += w * normalise(name, values, best_of(c, name, values))
+    return total
 
 
-def top_k_lex(keys: list[np.ndarray], k: int) -> np.ndarray:
-    """Indices of the k lexicographically smallest rows by `keys` (first key first), in order; O(n) per key."""
+def _values(key: Key, idx: np.ndarray) -> np.ndarray:
+    return key(idx) if callable(key) else key[idx]
+
+
+def top_k_lex(keys: list[Key], k: int) -> np.ndarray:
+    """Indices of the k lexicographically smallest rows by `keys` (first key first), in order; O(n) per key.
+
+    The first key is an array; later keys may be functions of an index array (evaluated on ties only).
+    """
     n = keys[0].shape[0]
     if n == 0 or k <= 0:
         return np.zeros(0, dtype=np.int64)
@@ -59,25 +80,44 @@ def top_k_lex(keys: list[np.ndarray], k: int) -> np.ndarray:
     for key in keys:
         if cand.shape[0] <= need:
             break
-        vals = key[cand]
+        vals = _values(key, cand)
         kth = np.partition(vals, need - 1)[need - 1]
         below = vals < kth
         chosen.append(cand[below])
         need -= int(below.sum())
         cand = cand[vals == kth]
     final = np.concatenate([*chosen, cand])
-    order = np.lexsort([key[final] for key in reversed(keys)])
+    order = np.lexsort([_values(key, final) for key in reversed(keys)])
     return final[order][:k]
 
 
-def rank(c: Candidates, scores: np.ndarray, offer_id: np.ndarray, k: int) -> np.ndarray:
+def rank_keys(c: Candidates, objective: Objective, offer_id: np.ndarray) -> tuple[list[Key], np.ndarray | None]:
+    """Sort keys for the objective, and the full score array when the profile mixes scorers."""
+    ids: Key = lambda idx: offer_id[c.row[idx]]  # noqa: E731
+    nodes: Key = lambda idx: c.nodes[idx]  # noqa: E731
+    cost: Key = lambda idx: c.cost[idx]  # noqa: E731
+    if len(objective.weights) == 1:
+        name = objective.weights[0][0]
+        if name == "cost":
+            return [c.cost, ids, nodes], None
+        primary = quantity(c, name)
+        if name == "carbon":
+            primary = np.where(np.isnan(primary), np.inf, primary)
+        elif name == "reliability":
+            primary = -primary
+        return [primary, cost, ids, nodes], None
+    scores = score(c, objective)
+    return [-scores, cost, ids, nodes], scores
+
+
+def rank(c: Candidates, keys: list[Key], offer_id: np.ndarray, k: int) -> np.ndarray:
     """Candidate indices of the best configuration of each of the top-k offers, best first."""
-    ids = offer_id[c.row]
-    keys = [-scores, c.cost, ids, c.nodes]
+    if c.one_per_offer:
+        return top_k_lex(keys, k)
     want = k
     while True:
         top = top_k_lex(keys, want)
-        _, first = np.unique(ids[top], return_index=True)
+        _, first = np.unique(offer_id[c.row[top]], return_index=True)
         picked = top[np.sort(first)]
         if picked.shape[0] >= k or top.shape[0] >= len(c):
             return picked[:k]

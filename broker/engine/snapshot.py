@@ -119,6 +119,10 @@ class OfferSnapshot:
     node_types: NodeTypes
     regions: Regions
     providers: Providers
+    # derived once per snapshot (static data the hot path would otherwise gather per request)
+    min_rental_eff: np.ndarray  # float64: max(offer minimum, provider minimum)
+    interruptible_ok: np.ndarray  # bool: an interruptible price exists and the provider allows it
+    has_min_rental: bool
 
     def __len__(self) -> int:
         return int(self.offer_id.shape[0])
@@ -312,21 +316,34 @@ def make_snapshot(
         raise ValueError("offer ids must be unique within a snapshot")
     price_units = np.ascontiguousarray(price_units, dtype=np.int64)
     interruptible_units = np.ascontiguousarray(interruptible_units, dtype=np.int64)
+    provider = np.ascontiguousarray(provider, dtype=np.int32)
+    min_rental_hours = np.ascontiguousarray(min_rental_hours, dtype=np.float64)
+    min_rental_eff = (
+        np.maximum(min_rental_hours, providers.min_rental_hours[provider]) if provider.size else min_rental_hours
+    )
+    interruptible_ok = (
+        (interruptible_units >= 0) & providers.interruptible_allowed[provider]
+        if provider.size
+        else np.zeros(0, dtype=bool)
+    )
     return OfferSnapshot(
         offer_id=offer_id,
         node_type=np.ascontiguousarray(node_type, dtype=np.int32),
         region=np.ascontiguousarray(region, dtype=np.int32),
-        provider=np.ascontiguousarray(provider, dtype=np.int32),
+        provider=provider,
         price_units=price_units,
         interruptible_units=interruptible_units,
         price=price_units / PRICE_SCALE,
         interruptible_price=np.where(interruptible_units >= 0, interruptible_units / PRICE_SCALE, np.nan),
         nodes_available=np.ascontiguousarray(nodes_available, dtype=np.int64),
-        min_rental_hours=np.ascontiguousarray(min_rental_hours, dtype=np.float64),
+        min_rental_hours=min_rental_hours,
         vcpus=np.ascontiguousarray(vcpus, dtype=np.float32),
         ram_gb=np.ascontiguousarray(ram_gb, dtype=np.float32),
         disk_gb=np.ascontiguousarray(disk_gb, dtype=np.float32),
         node_types=node_types,
         regions=regions,
         providers=providers,
+        min_rental_eff=min_rental_eff,
+        interruptible_ok=interruptible_ok,
+        has_min_rental=bool(min_rental_eff.any()),
     )
