@@ -66,6 +66,20 @@ class OfferSearchFilter(filters.FilterSet):
         "provider": ("provider", "="),
     }
 
+    _form_class: type | None = None
+
+    def get_form_class(self) -> type:
+        # django-filter builds a new Form class (and a form field per filter) on every request; the fields
+        # never change, and a Form deep-copies its base fields per instance, so one class can be shared.
+        cls = type(self)
+        if cls._form_class is None:
+            cls._form_class = super().get_form_class()
+        return cls._form_class
+
+    @classmethod
+    def present_in(cls, params) -> bool:
+        return any(params.get(name) not in (None, "") for name in cls.PARAM_CLAUSES)
+
     def clauses(self) -> tuple[list[Clause], list[str]]:
         """Validated parameters as clauses (plus notes); raises ValidationFailed naming the parameter."""
         if not self.is_valid():
@@ -176,7 +190,9 @@ class OfferSearchView(APIView):
     @extend_schema(operation_id="offers_search", summary="Search listed offers", parameters=SEARCH_PARAMETERS,
                    responses={200: PAGE_SERIALIZER, **ERROR_RESPONSES}, tags=["offers"])
     def get(self, request: Request) -> Response:
-        clauses, notes = OfferSearchFilter(request.query_params, queryset=Offer.objects.none()).clauses()
+        clauses, notes = [], []
+        if OfferSearchFilter.present_in(request.query_params):  # skip building the form when unused
+            clauses, notes = OfferSearchFilter(request.query_params, queryset=Offer.objects.none()).clauses()
         try:
             query = parse(request.query_params.get("q", ""))
         except QueryError as exc:
@@ -199,7 +215,7 @@ class OfferSearchView(APIView):
         url = request.build_absolute_uri()
 
         def link(row, back: bool) -> str:
-            pos = Position(ordering, sort_value(row, field), row.pk, back)
+            pos = Position(ordering, sort_value(row, field), row["id"], back)
             return replace_query_param(url, "cursor", encode_cursor(pos))
 
         return Response({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -17,36 +18,61 @@ def must_be_positive(value: float) -> None:
         raise serializers.ValidationError("Ensure this value is greater than 0.")
 
 
+# Output field -> key of the selector's row dict (marketplace.selectors.offers.ROW_COLUMNS).
+ROW_KEYS = {
+    "id": "id", "external_id": "external_id", "name": "name", "status": "status", "source": "source",
+    "provider": "provider__slug", "provider_name": "provider__name", "accelerator": "accelerator__canonical_name",
+    "vendor": "accelerator__vendor", "stack": "accelerator__stack_family", "count": "accelerator_count",
+    "memory_gb": "accelerator_memory_gb", "total_memory_gb": "total_memory_gb",
+    "bf16_tflops": "accelerator__bf16_tflops", "fp64_tflops": "accelerator__fp64_tflops", "vcpus": "vcpus",
+    "ram_gb": "ram_gb", "disk_gb": "disk_gb", "interconnect": "interconnect", "inter_node": "inter_node",
+    "network_gbps": "network_gbps", "region": "region__key", "country": "region__country",
+    "carbon_gco2_per_kwh": "region__grid_ci_gco2_per_kwh", "nodes_available": "nodes_available",
+    "upstream_cloud": "upstream_cloud",
+}
+# Output field -> (row key, decimal places): money and hours as fixed-point strings, like DRF's DecimalField.
+DECIMAL_KEYS = {
+    "reliability": ("provider__reliability_score", Decimal("0.001")),
+    "price_per_hour": ("price_per_hour", Decimal("0.0001")),
+    "price_per_accelerator_hour": ("price_per_accelerator_hour", Decimal("0.000001")),
+    "interruptible_price_per_hour": ("interruptible_price_per_hour", Decimal("0.0001")),
+    "min_rental_hours": ("min_rental_hours", Decimal("0.01")),
+}
+
+
 class OfferSerializer(serializers.Serializer):
-    """A search result or an offer's detail. Money is a decimal string in USD."""
+    """A search result or an offer's detail, from a selector row. Money is a decimal string in USD.
+
+    The declared fields document the shape; `to_representation` renders a row directly, because a search
+    page is 50-200 rows and per-field DRF machinery would cost more than the database query.
+    """
 
     id = serializers.IntegerField(read_only=True)
     external_id = serializers.CharField()
     name = serializers.CharField()
     status = serializers.CharField()
     source = serializers.CharField()
-    provider = serializers.CharField(source="provider.slug")
-    provider_name = serializers.CharField(source="provider.name")
-    provider_verified = serializers.SerializerMethodField()
-    reliability = serializers.DecimalField(source="provider.reliability_score", max_digits=4,
-                                           decimal_places=3, allow_null=True)
-    accelerator = serializers.CharField(source="accelerator.canonical_name")
-    vendor = serializers.CharField(source="accelerator.vendor")
-    stack = serializers.CharField(source="accelerator.stack_family")
-    count = serializers.IntegerField(source="accelerator_count")
-    memory_gb = serializers.FloatField(source="accelerator_memory_gb")
-    total_memory_gb = serializers.FloatField()
-    bf16_tflops = serializers.FloatField(source="accelerator.bf16_tflops", allow_null=True)
-    fp64_tflops = serializers.FloatField(source="accelerator.fp64_tflops", allow_null=True)
+    provider = serializers.CharField(help_text="Provider slug.")
+    provider_name = serializers.CharField()
+    provider_verified = serializers.BooleanField()
+    reliability = serializers.DecimalField(max_digits=4, decimal_places=3, allow_null=True)
+    accelerator = serializers.CharField(help_text="Canonical accelerator name.")
+    vendor = serializers.CharField()
+    stack = serializers.CharField()
+    count = serializers.IntegerField(help_text="Accelerators per node.")
+    memory_gb = serializers.FloatField(help_text="Per accelerator.")
+    total_memory_gb = serializers.FloatField(help_text="count x memory_gb.")
+    bf16_tflops = serializers.FloatField(allow_null=True)
+    fp64_tflops = serializers.FloatField(allow_null=True)
     vcpus = serializers.IntegerField()
     ram_gb = serializers.FloatField()
     disk_gb = serializers.FloatField()
     interconnect = serializers.CharField()
     inter_node = serializers.CharField()
     network_gbps = serializers.FloatField(allow_null=True)
-    region = serializers.CharField(source="region.key")
-    country = serializers.CharField(source="region.country")
-    carbon_gco2_per_kwh = serializers.FloatField(source="region.grid_ci_gco2_per_kwh", allow_null=True)
+    region = serializers.CharField(help_text="Region key.")
+    country = serializers.CharField()
+    carbon_gco2_per_kwh = serializers.FloatField(allow_null=True)
     price_per_hour = serializers.DecimalField(**MONEY)
     price_per_accelerator_hour = serializers.DecimalField(max_digits=16, decimal_places=6)
     interruptible_price_per_hour = serializers.DecimalField(**MONEY, allow_null=True)
@@ -55,8 +81,20 @@ class OfferSerializer(serializers.Serializer):
     available_until = serializers.DateTimeField(allow_null=True)
     upstream_cloud = serializers.CharField()
 
-    def get_provider_verified(self, offer) -> bool:
-        return offer.provider.verification_status == "verified"
+    def to_representation(self, row: dict) -> dict:
+        out = {name: row[key] for name, key in ROW_KEYS.items()}
+        for name, (key, places) in DECIMAL_KEYS.items():
+            value = row[key]
+            out[name] = None if value is None else format(Decimal(value).quantize(places), "f")
+        until = row["available_until"]
+        out["available_until"] = None if until is None else _iso(until)
+        out["provider_verified"] = row["provider__verification_status"] == "verified"
+        return out
+
+
+def _iso(value: datetime) -> str:
+    value = value.astimezone(UTC).isoformat()
+    return value[:-6] + "Z" if value.endswith("+00:00") else value
 
 
 class OfferWriteSerializer(serializers.Serializer):
