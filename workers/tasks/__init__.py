@@ -1,3 +1,3 @@
-from workers.tasks import offers, orders
+from workers.tasks import billing, offers, orders
 
-__all__ = ["offers", "orders"]
+__all__ = ["billing", "offers", "orders"]
