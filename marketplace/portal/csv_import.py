@@ -26,7 +26,7 @@ TEMPLATE_COLUMNS = ("external_id", "name", "accelerator", "count", "memory_gb", 
 TEMPLATE_ROWS = (
     ("node-h100-01", "gpu-8x-h100", "H100", "8", "80", "192", "2048", "8000", "nvlink", "infiniband",
      "us-east-virginia", "24.00", "12.00", "4", "1", "listed"),
-    ("node-l40s-01", "gpu-4x-l40s", "L40S", "4", "", "64", "512", "2000", "pcie", "none", "eu-north-finland",
+    ("node-l40s-01", "gpu-4x-l40s", "L40S", "4", "", "64", "512", "2000", "pcie", "none", "eu-finland",
      "5.20", "", "10", "0", "listed"),
 )
 

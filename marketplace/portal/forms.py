@@ -84,7 +84,7 @@ class OfferFilterForm(forms.Form):
     """The offer browser's filters; names match the search API's parameters (OfferSearchFilter)."""
 
     q = forms.CharField(label="Query", required=False, max_length=1000,
-                        help_text="e.g. accelerator=H100 count>=8 price_per_hour<=30 region in [us-east,eu-north]")
+                        help_text="e.g. accelerator=H100 count>=8 price_per_hour<=30 region in [us-east,eu-finland]")
     accelerator = forms.CharField(label="Accelerator", required=False, max_length=120)
     vendor = forms.ChoiceField(label="Vendor", required=False, choices=_choices("vendor"))
     min_count = forms.IntegerField(label="Min. per node", required=False, min_value=1,
@@ -119,7 +119,7 @@ class OfferForm(forms.Form):
     interconnect = forms.ChoiceField(label="Interconnect in the node", choices=Interconnect.choices,
                                      initial=Interconnect.PCIE)
     inter_node = forms.ChoiceField(label="Between nodes", choices=InterNode.choices, initial=InterNode.NONE)
-    region = forms.CharField(label="Region", max_length=80, help_text="Region key, e.g. eu-north-finland.")
+    region = forms.CharField(label="Region", max_length=80, help_text="Region key, e.g. eu-finland.")
     price_per_hour = forms.DecimalField(label="Price per node-hour (USD)", **MONEY)
     interruptible_price_per_hour = forms.DecimalField(label="Interruptible price (USD)", required=False, **MONEY)
     nodes_available = forms.IntegerField(label="Nodes available", min_value=0, initial=1)

@@ -157,7 +157,7 @@ def _usd(value: Decimal) -> str:
 
 # ------------------------------------------------------------------------------------- presentation
 def histogram(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """Excluded-offer reasons with a bar width relative to the most common one."""
-    reasons = answer.get("excluded", {}).get("by_reason", [])
+    """Excluded-offer reasons, most common first, with a bar width relative to the most common one."""
+    reasons = sorted(answer.get("excluded", {}).get("by_reason", []), key=lambda r: -r["count"])
     top = max((r["count"] for r in reasons), default=0) or 1
     return [{**r, "width": round(100 * r["count"] / top)} for r in reasons]

@@ -1,0 +1,98 @@
+"""Browser tests of the portal: Debian's Chromium driven by pytest-playwright against pytest-django's live server.
+
+- No `playwright install`: the browser is /usr/bin/chromium (scripts/portal_deps.sh installs it).
+- Every test fails on a browser console error or an uncaught page exception (`page` is wrapped).
+- Screenshots go to var/artifacts/portal/ (PORTAL_ARTIFACTS overrides); with PORTAL_DOCS_SCREENSHOTS=1 the
+  journeys also refresh the committed screenshots in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls of fixtures and assertions are
+# still plain synchronous code in that thread, so Django's async-safety guard would refuse them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(os.environ.get("PORTAL_ARTIFACTS", ROOT / "var" / "artifacts" / "portal"))
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
+PASSWORD = "correct-horse-battery-9"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/portal_deps.sh (apt-get install chromium)")
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 900}, "locale": "en-US",
+            "timezone_id": "UTC"}
+
+
+@pytest.fixture
+def page(page):
+    """The browser page, failing the test on any console error or uncaught exception."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console.{msg.type}: {msg.text} ({msg.location})")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.set_default_timeout(15_000)
+    yield page
+    assert not problems, "browser console errors:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def shot(request):
+    """shot(page, name, docs=False): save a full-page screenshot as an artifact (and for docs/ when asked)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str, *, docs: bool = False, full_page: bool = True) -> Path:
+        path = ARTIFACTS / f"{request.node.name}-{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        if docs and os.environ.get("PORTAL_DOCS_SCREENSHOTS") == "1":
+            DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"), full_page=full_page)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def portal_data(transactional_db):
+    """Reference tables and the demo marketplace (the data migration's rows do not survive transactional
+    tests' flushes, so they are synced again; both steps are idempotent)."""
+    from marketplace.models import Accelerator, Region
+    from marketplace.services.demo import demo_load
+    from marketplace.services.reference import sync_accelerators, sync_energy_regions
+
+    sync_accelerators(Accelerator)
+    sync_energy_regions(Region)
+    return demo_load()
+
+
+@pytest.fixture
+def url(live_server):
+    def make(path: str) -> str:
+        return f"{live_server.url}{path}"
+
+    return make
+
+
+def sign_in(page, url, username: str, password: str) -> None:
+    page.goto(url("/signin/"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state("networkidle")
