@@ -312,8 +312,10 @@ def make_snapshot(
 ) -> OfferSnapshot:
     """Assemble a snapshot from columns (the bench and bulk loaders call this directly)."""
     offer_id = np.ascontiguousarray(offer_id, dtype=np.int64)
-    if offer_id.size and np.unique(offer_id).size != offer_id.size:
-        raise ValueError("offer ids must be unique within a snapshot")
+    if offer_id.size > 1:  # a sort is far faster than np.unique's hash path on large arrays
+        ordered = np.sort(offer_id)
+        if (ordered[1:] == ordered[:-1]).any():
+            raise ValueError("offer ids must be unique within a snapshot")
     price_units = np.ascontiguousarray(price_units, dtype=np.int64)
     interruptible_units = np.ascontiguousarray(interruptible_units, dtype=np.int64)
     provider = np.ascontiguousarray(provider, dtype=np.int32)
