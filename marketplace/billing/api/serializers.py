@@ -84,8 +84,17 @@ class OverdraftInputSerializer(serializers.Serializer):
 
 
 class OnboardingInputSerializer(serializers.Serializer):
-    return_url = serializers.URLField(required=False, max_length=500)
-    refresh_url = serializers.URLField(required=False, max_length=500)
+    return_url = serializers.URLField(required=False, max_length=500,
+                                      help_text="Where Stripe sends the member after onboarding (default: the "
+                                                "payout-account endpoint).")
+    refresh_url = serializers.URLField(required=False, max_length=500,
+                                       help_text="Where Stripe sends the member when the link expired.")
+
+    def validate(self, data: dict) -> dict:
+        for name, url in data.items():
+            if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+                raise serializers.ValidationError({name: ["Must be an https:// URL (or local in dev)."]})
+        return data
 
 
 class PayoutAccountSerializer(serializers.ModelSerializer):

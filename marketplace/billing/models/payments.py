@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+ZERO = Decimal("0.00")
+ZERO4 = Decimal("0.0000")
 
 
 class CustomerBilling(models.Model):
@@ -14,7 +18,7 @@ class CustomerBilling(models.Model):
     stripe_customer_id = models.CharField(max_length=64, blank=True)
     default_payment_method = models.CharField(max_length=64, blank=True,
                                               help_text="A Stripe PaymentMethod id (test mode: pm_card_visa).")
-    overdraft_limit = models.DecimalField(**MONEY, default=0,
+    overdraft_limit = models.DecimalField(**MONEY, default=ZERO,
                                           help_text="How far prepaid credit may go below zero (operators only).")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -96,17 +100,17 @@ class OrderCharge(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AUTHORIZING)
     description = models.CharField(max_length=200, blank=True)
     unit_label = models.CharField(max_length=32, default="accelerator-hour")
-    unit_price = models.DecimalField(max_digits=14, decimal_places=4, default=0)
-    authorized_amount = models.DecimalField(**MONEY, default=0, help_text="Card: the hold. Credit: the quoted max.")
-    metered_amount = models.DecimalField(**MONEY, default=0, help_text="Latest cumulative meter reading (rounded).")
-    usage_quantity = models.DecimalField(max_digits=14, decimal_places=4, default=0)
-    usage_amount = models.DecimalField(**MONEY, default=0, help_text="Usage charged so far (posted to the ledger).")
-    uncovered_amount = models.DecimalField(**MONEY, default=0,
+    unit_price = models.DecimalField(max_digits=14, decimal_places=4, default=ZERO4)
+    authorized_amount = models.DecimalField(**MONEY, default=ZERO, help_text="Card: the hold. Credit: the quoted max.")
+    metered_amount = models.DecimalField(**MONEY, default=ZERO, help_text="Latest cumulative meter reading (rounded).")
+    usage_quantity = models.DecimalField(max_digits=14, decimal_places=4, default=ZERO4)
+    usage_amount = models.DecimalField(**MONEY, default=ZERO, help_text="Usage charged so far (posted to the ledger).")
+    uncovered_amount = models.DecimalField(**MONEY, default=ZERO,
                                            help_text="Metered but not charged: beyond the hold or the credit.")
-    written_off_amount = models.DecimalField(**MONEY, default=0)
-    captured_amount = models.DecimalField(**MONEY, default=0)
-    fee_amount = models.DecimalField(**MONEY, default=0)
-    refunded_amount = models.DecimalField(**MONEY, default=0)
+    written_off_amount = models.DecimalField(**MONEY, default=ZERO)
+    captured_amount = models.DecimalField(**MONEY, default=ZERO)
+    fee_amount = models.DecimalField(**MONEY, default=ZERO)
+    refunded_amount = models.DecimalField(**MONEY, default=ZERO)
     payment_method = models.CharField(max_length=64, blank=True)
     payment_intent_id = models.CharField(max_length=64, blank=True, db_index=True)
     failure_code = models.CharField(max_length=64, blank=True)
@@ -145,8 +149,8 @@ class OrderRefund(models.Model):
     amount = models.DecimalField(**MONEY)
     reason = models.CharField(max_length=64)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
-    provider_share = models.DecimalField(**MONEY, default=0, help_text="Taken back from the provider's share.")
-    fee_share = models.DecimalField(**MONEY, default=0, help_text="Taken back from the platform fee.")
+    provider_share = models.DecimalField(**MONEY, default=ZERO, help_text="Taken back from the provider's share.")
+    fee_share = models.DecimalField(**MONEY, default=ZERO, help_text="Taken back from the platform fee.")
     stripe_refund_id = models.CharField(max_length=64, blank=True)
     reversal_done = models.BooleanField(default=False,
                                         help_text="The provider's share was reversed from a paid transfer.")
@@ -181,8 +185,8 @@ class TopUp(models.Model):
     payment_intent_id = models.CharField(max_length=64, blank=True, db_index=True)
     client_secret = models.CharField(max_length=200, blank=True,
                                      help_text="For Stripe.js to confirm the payment in the browser.")
-    credited_amount = models.DecimalField(**MONEY, default=0)
-    refunded_amount = models.DecimalField(**MONEY, default=0)
+    credited_amount = models.DecimalField(**MONEY, default=ZERO)
+    refunded_amount = models.DecimalField(**MONEY, default=ZERO)
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

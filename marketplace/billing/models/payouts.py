@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from marketplace.billing.models.payments import MONEY, OrderCharge
+from marketplace.billing.models.payments import MONEY, ZERO, OrderCharge
 
 
 class ProviderPayoutAccount(models.Model):
@@ -45,7 +45,7 @@ class ProviderTransfer(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     stripe_transfer_id = models.CharField(max_length=64, blank=True)
-    reversed_amount = models.DecimalField(**MONEY, default=0)
+    reversed_amount = models.DecimalField(**MONEY, default=ZERO)
     created_at = models.DateTimeField(auto_now_add=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 
