@@ -24,6 +24,9 @@ class ProviderAgent(models.Model):
     enabled = models.BooleanField(default=True)
     offer = models.ForeignKey("marketplace.Offer", on_delete=models.SET_NULL, null=True, blank=True,
                               related_name="agents", help_text="The offer the agent lists.")
+    offer_unlisted_stale = models.BooleanField(
+        default=False, help_text="The broker unlisted the agent's offer because the agent stopped reporting; the "
+                                 "next registration lists it again.")
     slots = models.PositiveIntegerField(default=0)
     active_jobs = models.PositiveIntegerField(default=0)
     machine = models.JSONField(default=dict, blank=True, help_text="Facts the agent reported about its machine.")

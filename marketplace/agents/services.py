@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from broker.env import env_int
 from broker.hardware.vocabulary import default_vocabulary
 from marketplace.agents.models import AgentNonce, ProviderAgent
 from marketplace.errors import ConflictError, DomainError, NotFoundError, ValidationFailed
@@ -30,6 +31,7 @@ DEFAULT_GRACE_S = 3600
 MAX_GRACE_S = 30 * 24 * 3600
 MIN_SECRET_CHARS = 16
 DRIVER_CONNECT_TIMEOUT_S = 5.0
+STALE_AFTER_S = env_int("AGENT_STALE_AFTER_S", 180, minimum=10)  # agents re-register every 30 s by default
 
 
 class AgentAuthFailed(DomainError):
@@ -146,6 +148,11 @@ def agent_register(*, agent: ProviderAgent, data: Mapping[str, Any], now: dateti
         offer = None
         if offer_values is not None:
             offer, created, changed = _upsert_offer(agent, offer_values)
+            if agent.offer_unlisted_stale and offer.status == Offer.Status.UNLISTED:
+                offer.status = Offer.Status.LISTED  # we unlisted it when the agent went quiet; it is back
+                offer.save(update_fields=["status", "updated_at"])
+                changed = True
+            agent.offer_unlisted_stale = False
             if created or changed:
                 catalog_bump()
         agent.base_url = data["base_url"]
@@ -206,6 +213,25 @@ def _upsert_offer(agent: ProviderAgent, values: dict[str, Any]) -> tuple[Offer, 
             setattr(offer, name, values[name])
         offer.save(update_fields=[*changed, "updated_at"])
     return offer, False, bool(changed)
+
+
+def agents_unlist_stale(*, stale_after_s: float = STALE_AFTER_S, now: datetime | None = None) -> int:
+    """Unlist the offers of agents that stopped reporting (no registration for `stale_after_s`), so that no new
+    order goes to a machine nobody answers for. Their next registration lists the offer again. Idempotent;
+    rows are locked in id order. Returns how many offers were unlisted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stale_after_s)
+    unlisted = 0
+    with transaction.atomic():
+        stale = list(ProviderAgent.objects.select_for_update().order_by("id")
+                     .filter(last_seen__lt=cutoff, offer__status=Offer.Status.LISTED))
+        for agent in stale:
+            unlisted += Offer.objects.filter(pk=agent.offer_id, status=Offer.Status.LISTED).update(
+                status=Offer.Status.UNLISTED, updated_at=now)
+            ProviderAgent.objects.filter(pk=agent.pk).update(offer_unlisted_stale=True)
+        if unlisted:
+            catalog_bump()
+    return unlisted
 
 
 # ----------------------------------------------------------------------------------- the order pipeline's

@@ -1,3 +1,3 @@
-from workers.tasks import billing, offers, orders
+from workers.tasks import agents, billing, offers, orders
 
-__all__ = ["billing", "offers", "orders"]
+__all__ = ["agents", "billing", "offers", "orders"]
