@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.error
@@ -48,7 +49,7 @@ def job_files(agent: AgentProcess) -> list[str]:
 
 def test_job_runs_streams_logs_and_reports_exit_code_and_usage(agent, agent_driver) -> None:
     command = ("echo start; echo \"FOO=$FOO\"; echo \"secret=${AGENT_SECRET:-not visible}\"; echo \"home=$HOME\"; "
-               "echo oops >&2; sleep 0.6; python3 -c 'sum(range(4_000_000))'; echo done")
+               f"echo oops >&2; sleep 0.6; {sys.executable} -c 'sum(range(4_000_000))'; echo done")
     ref = agent_driver.create(spec("order:7:attempt:1", command, env={"FOO": "bar baz"}))
     assert ref.startswith("job-")
     assert wait_for(agent_driver, ref, {JobState.RUNNING}) == JobState.RUNNING
