@@ -163,3 +163,46 @@ class PolicyForm(forms.Form):
         choices=[(k, k.replace("_", " ")) for k in WORKLOAD_KINDS],
         error_messages={"required": "Accept at least one kind of workload."})
     interruptible_allowed = forms.BooleanField(label="Allow interruptible (spot) use", required=False)
+
+
+# ---------------------------------------------------------------------------------------------- orders
+class OrderForm(forms.Form):
+    """The job of an order. Checked again by the orders API's JobSerializer, so both accept the same jobs."""
+
+    command = forms.CharField(label="Command", required=False, max_length=10_000,
+                              widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                              help_text="The shell command to run, e.g. python serve.py --model llama-3.1-70b")
+    image = forms.CharField(label="Container image", required=False, max_length=300,
+                            help_text="Optional, for providers that run images.")
+    env = forms.CharField(label="Environment", required=False, max_length=100_000,
+                          widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                          help_text="One NAME=value per line.")
+    duration_hours = forms.DecimalField(label="Run for at most (hours)", min_value=Decimal("0.01"),
+                                        max_value=Decimal(720), decimal_places=2)
+    budget_cap_usd = forms.DecimalField(label="Stop when the cost reaches (USD)", required=False,
+                                        min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+                                        help_text="Optional budget cap; the job is stopped when metering reaches it.")
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200)
+
+    def clean_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data.get("env", "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"Line {number} is not NAME=value.")
+            env[name.strip()] = value
+        return env
+
+
+PAYMENT_METHODS = [("card", "Card (held now, charged for what runs)"), ("credit", "Prepaid credit")]
+TEST_CARDS = [("pm_card_visa", "Visa •••• 4242 (succeeds)"), ("pm_card_mastercard", "Mastercard •••• 4444 (succeeds)"),
+              ("pm_card_chargeDeclined", "Visa •••• 0002 (declined)"),
+              ("pm_card_chargeDeclinedInsufficientFunds", "Visa •••• 9995 (insufficient funds)")]
+
+
+class TopUpForm(forms.Form):
+    amount = forms.DecimalField(label="Amount (USD)", min_value=Decimal("1.00"), max_value=Decimal("10000.00"),
+                                decimal_places=2, initial=Decimal("50.00"))
+    payment_method = forms.ChoiceField(label="Test card", choices=TEST_CARDS)

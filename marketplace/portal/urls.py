@@ -18,7 +18,11 @@ urlpatterns = [
     path("recommend/", recommend.recommend, name="recommend"),
     path("recommend/quote/", recommend.quote, name="quote"),
     path("offers/", search.offers, name="offers"),
+    path("orders/", orders.order_list, name="orders"),
     path("orders/new/<uuid:quote_id>/<int:offer_id>/", orders.order_new, name="order-new"),
+    path("orders/<int:pk>/", orders.order_detail, name="order-detail"),
+    path("orders/<int:pk>/live/", orders.order_live, name="order-live"),
+    path("orders/<int:pk>/cancel/", orders.order_cancel_view, name="order-cancel"),
     # providers
     path("provider/", provider.dashboard, name="provider-dashboard"),
     path("provider/offers/", provider.offer_list, name="provider-offers"),

@@ -96,3 +96,42 @@ def sign_in(page, url, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state("networkidle")
+
+
+# --------------------------------------------------------------------------------- orders: a real worker
+FAST_PIPELINE_ENV = {"ORDERS_POLL_INTERVAL_S": "0.2", "ORDERS_METER_INTERVAL_S": "0.3",
+                     "ORDERS_RETRY_BASE_S": "0.05", "ORDERS_RETRY_CAP_S": "0.2"}
+
+
+@pytest.fixture
+def orders_worker(portal_data, settings, monkeypatch, tmp_path):
+    """A real Celery worker on a private queue, against real Redis, with the simulated driver in a namespace of
+    this test (jobs boot in 1 s and run until stopped). The live server's on-commit sends go to that queue."""
+    import json
+    import uuid
+
+    from django.db import connection
+
+    from tests.worker_process import CeleryWorker, database_url_of, redis_url_for_tests
+    from workers.drivers.simulated import SimulatedDriver
+
+    redis_url = redis_url_for_tests()
+    if redis_url is None:
+        pytest.fail(f"no Redis answers at REDIS_URL={settings.REDIS_URL}")
+    namespace = f"portal-test-{uuid.uuid4().hex[:10]}"
+    driver = SimulatedDriver(redis_url=redis_url, namespace=namespace)
+    driver.configure(boot_latency_s=1.0, boot_jitter_s=0.0, run_duration_s=None, failure_rate=0.0,
+                     run_failure_rate=0.0, preemption_rate=0.0, capacity_loss_rate=0.0, transient_error_rate=0.0)
+    config = json.dumps({"simulated": {"namespace": namespace}})
+    monkeypatch.setenv("BROKER_DRIVER_CONFIG", config)
+    worker = CeleryWorker(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
+                          log_path=tmp_path / "worker.log", concurrency=2)
+    worker.env.update({**FAST_PIPELINE_ENV, "BROKER_DRIVER_CONFIG": config})
+    settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    worker.start()
+    yield worker
+    worker.stop()
+    driver.reset()
+    import redis
+
+    redis.Redis.from_url(redis_url).delete(worker.queue)

@@ -60,6 +60,12 @@ def usd(value: Any, places: int = 2) -> str:
 
 
 @register.filter
+def short_acc(name: str) -> str:
+    """'NVIDIA H100-SXM5-80GB' -> 'H100-SXM5-80GB' (the vendor is implied by the model)."""
+    return str(name).removeprefix("NVIDIA ").removeprefix("AMD Instinct ").removeprefix("AMD ")
+
+
+@register.filter
 def num(value: Any, places: int = 1) -> str:
     if value is None or value == "":
         return "—"

@@ -1,17 +1,50 @@
-"""Order flow: the quote for the chosen option, job spec and payment, then the order's live status."""
+"""Order flow: the quote for the chosen option and the job spec, then the order's live status, logs and cancel."""
 
 from __future__ import annotations
 
+import uuid
+from decimal import ROUND_CEILING, Decimal
 from uuid import UUID
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from marketplace.errors import DomainError
+from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
+from marketplace.orders.serializers import JobSerializer
+from marketplace.orders.services.cancel import order_cancel
+from marketplace.orders.services.placement import JobInput, PlacementInput, order_place
+from marketplace.portal.forms import OrderForm, apply_domain_error
+from marketplace.portal.orders import order_progress
 from marketplace.portal.views.access import signed_in
 from marketplace.services.quotes import quote_get, quote_is_expired
+
+LIVE_POLL_SECONDS = 2
+
+
+def _default_hours(option: dict) -> Decimal:
+    hours = Decimal(str(option.get("billed_hours") or option.get("est_hours") or 1))
+    return min(hours.quantize(Decimal("0.01"), rounding=ROUND_CEILING), Decimal(720))
+
+
+def _placement(form: OrderForm, quote, option: dict) -> PlacementInput | None:
+    """The placement for the form, or None after putting the job checks' errors on the form."""
+    data = form.cleaned_data
+    cap = data["budget_cap_usd"]
+    job = JobSerializer(data={"command": data["command"], "image": data["image"], "env": data["env"],
+                              "duration_hours": str(data["duration_hours"]),
+                              "budget_cap_usd": None if cap is None else str(cap)})
+    if not job.is_valid():
+        for name, errors in job.errors.items():
+            for message in errors if isinstance(errors, list) else [errors]:
+                form.add_error(name if name in form.fields else None, str(message))
+        return None
+    job_input = JobInput(**job.validated_data)
+    if option["rank"] == 1:  # the quote's own order: fails over along its other options
+        return PlacementInput(job=job_input, quote_id=str(quote.id))
+    return PlacementInput(job=job_input, offer_id=option["offer_id"], nodes=option["nodes"])
 
 
 @signed_in
@@ -26,5 +59,64 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
     if option is None:
         messages.error(request, "That option is not part of the quote.")
         return redirect("portal:recommend")
+    form = OrderForm(request.POST or None, initial={"duration_hours": _default_hours(option),
+                                                    "idempotency_key": uuid.uuid4().hex})
+    if request.method == "POST" and form.is_valid():
+        placement = _placement(form, quote, option)
+        if placement is not None:
+            try:
+                order, created = order_place(user=request.user, idempotency_key=form.cleaned_data["idempotency_key"],
+                                             data=placement)
+            except DomainError as exc:
+                apply_domain_error(form, exc)
+            else:
+                if created:
+                    messages.success(request, f"Order {order.pk} placed: capacity is reserved and the job is queued.")
+                return redirect("portal:order-detail", pk=order.pk)
     return render(request, "portal/orders/new.html", {
-        "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote)})
+        "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form})
+
+
+@signed_in
+def order_list(request: HttpRequest) -> HttpResponse:
+    orders = orders_visible(request.user).order_by("-created_at", "-id")[:200]
+    return render(request, "portal/orders/list.html", {"nav": "orders", "orders": orders})
+
+
+def _live_context(request: HttpRequest, pk: int) -> dict:
+    order = order_for_user(request.user, pk)
+    return {"order": order, "events": list(order_events(order)), "log": order_log(order),
+            "progress": order_progress(order), "poll": LIVE_POLL_SECONDS, "nav": "orders"}
+
+
+@signed_in
+def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        context = _live_context(request, pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:orders")
+    return render(request, "portal/orders/detail.html", context)
+
+
+@signed_in
+def order_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The polled part of the order page: state, cost, timeline and log. Stops polling once finished."""
+    try:
+        context = _live_context(request, pk)
+    except DomainError:
+        return HttpResponse(status=286)  # htmx: stop polling
+    return render(request, "portal/orders/_live.html", context)
+
+
+@signed_in
+@require_POST
+def order_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        order = order_cancel(user=request.user, order_id=pk)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Order {order.pk} is being cancelled; you pay only for the time it ran."
+                         if order.state == "stopping" else f"Order {order.pk} cancelled.")
+    return redirect("portal:order-detail", pk=pk)

@@ -50,7 +50,12 @@
           y: {title: {display: true, text: "Total job cost (USD)"}, ticks: {callback: function (v) { return money(v); }}}
         },
         plugins: {
-          legend: {position: "bottom"},
+          legend: {position: "bottom", labels: {generateLabels: function (chart) {
+            return chart.data.datasets.map(function (d, i) {
+              return {text: d.label, datasetIndex: i, hidden: !chart.isDatasetVisible(i), lineWidth: 2,
+                      fillStyle: i === 0 ? "#ffffff" : "#9aa1ad", strokeStyle: i === 0 ? "#1d6b35" : "#4a5160"};
+            });
+          }}},
           tooltip: {callbacks: {label: function (ctx) {
             var p = ctx.raw.p;
             return "#" + p.rank + " " + p.label + ": " + money(p.y) + ", " + p.x_text +
@@ -113,6 +118,17 @@
     field.dispatchEvent(new Event("change", {bubbles: true}));
     var status = document.getElementById("relax-status");
     if (status) { status.textContent = "Applied: " + button.getAttribute("data-apply-text") + ". Updating…"; }
+  });
+
+  /* "Show all options": reveal a hidden part of a table. */
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-reveal]");
+    if (!button) { return; }
+    var target = document.getElementById(button.getAttribute("data-reveal"));
+    if (!target) { return; }
+    target.hidden = !target.hidden;
+    button.setAttribute("aria-expanded", String(!target.hidden));
+    button.textContent = target.hidden ? button.getAttribute("data-more-text") || button.textContent : "Show fewer";
   });
 
   document.addEventListener("DOMContentLoaded", function () { initCharts(); });
