@@ -54,6 +54,17 @@ from workers.drivers.registry import register_driver
 
 MAX_LOG_LINES = 600  # progress lines per job; the log stops growing after that
 
+# KEYS: refs hash, job hash, jobs counter, offer's job set. ARGV: idempotency key, job ref, job fields...
+PUBLISH_LUA = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return existing end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('INCR', KEYS[3])
+redis.call('SADD', KEYS[4], ARGV[2])
+return ARGV[2]
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatedKnobs:
@@ -117,6 +128,7 @@ class SimulatedDriver:
         self._clock = clock
         self._sleep = sleep
         self.knobs = SimulatedKnobs().merged(knobs)
+        self._publish_script = self._r.register_script(PUBLISH_LUA)
 
     # ------------------------------------------------------------------------------------ Redis layout
     def _k(self, *parts: str) -> str:
@@ -140,10 +152,12 @@ class SimulatedDriver:
         self._redis(lambda: self._r.hset(self._k("offer_knobs"), offer_external_id, json.dumps(knobs)))
 
     def effective_knobs(self, offer_external_id: str = "") -> SimulatedKnobs:
-        pipe = self._r.pipeline()
+        pipe = self._r.pipeline(transaction=False)
         pipe.get(self._k("knobs"))
         pipe.hget(self._k("offer_knobs"), offer_external_id)
-        namespace_knobs, offer_knobs = self._redis(pipe.execute)
+        return self._knobs(*self._redis(pipe.execute))
+
+    def _knobs(self, namespace_knobs: str | None, offer_knobs: str | None) -> SimulatedKnobs:
         knobs = self.knobs.merged(json.loads(namespace_knobs)) if namespace_knobs else self.knobs
         return knobs.merged(json.loads(offer_knobs)) if offer_knobs else knobs
 
@@ -186,15 +200,22 @@ class SimulatedDriver:
 
     # ------------------------------------------------------------------------------------ the contract
     def create(self, spec: JobSpec, *, timeout_s: float = 30.0) -> str:
-        knobs = self.effective_knobs(spec.offer_external_id)
+        # One round trip: settings, count the call, the key's job if any, whether the offer was revoked.
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self._k("knobs"))
+        pipe.hget(self._k("offer_knobs"), spec.offer_external_id)
+        pipe.incr(self._k("create_calls_total"))
+        pipe.hincrby(self._k("create_calls"), spec.idempotency_key, 1)
+        pipe.hget(self._k("refs"), spec.idempotency_key)
+        pipe.sismember(self._k("revoked"), spec.offer_external_id)
+        namespace_knobs, offer_knobs, _, calls, existing, revoked = self._redis(pipe.execute)
+        knobs = self._knobs(namespace_knobs, offer_knobs)
         self._latency(knobs, timeout_s, "create")
-        calls = self._redis(lambda: self._count_call(spec.idempotency_key))
-        existing = self.job_ref_for(spec.idempotency_key)
         if existing is not None:
             return existing
         if _rng(knobs.seed, spec.idempotency_key, f"call{calls}").random() < knobs.transient_error_rate:
             raise TransientDriverError("simulated transient error on create", code="simulated_transient")
-        if self._redis(lambda: self._r.sismember(self._k("revoked"), spec.offer_external_id)):
+        if revoked:
             raise CapacityGoneError(f"simulated: offer {spec.offer_external_id} has no capacity left")
         rng = _rng(knobs.seed, spec.idempotency_key)
         draws = [rng.random() for _ in range(6)]
@@ -215,32 +236,29 @@ class SimulatedDriver:
         return self._redis(lambda: self._publish(job))
 
     def status(self, job_ref: str, *, timeout_s: float = 10.0) -> JobStatus:
-        self._latency(self.effective_knobs(), timeout_s, "status")
-        job = self._job(job_ref)
+        job = self._call(job_ref, timeout_s, "status")
         if job is None:
             return JobStatus(job_ref=job_ref, state=JobState.LOST, message="simulated: unknown job")
         point = _timeline(job, self._clock())
         return JobStatus(job_ref=job_ref, state=point.state, exit_code=point.exit_code, message=point.message)
 
     def logs(self, job_ref: str, offset: int = 0, *, timeout_s: float = 10.0) -> LogChunk:
-        self._latency(self.effective_knobs(), timeout_s, "logs")
-        job = self._require(job_ref)
+        job = self._require(self._call(job_ref, timeout_s, "logs"), job_ref)
         point = _timeline(job, self._clock())
         text = _log_text(job, point)
         offset = max(0, min(offset, len(text)))
         return LogChunk(text=text[offset:], next_offset=len(text), complete=point.state.finished)
 
     def usage(self, job_ref: str, *, timeout_s: float = 10.0) -> Usage:
-        self._latency(self.effective_knobs(), timeout_s, "usage")
-        job = self._require(job_ref)
+        job = self._require(self._call(job_ref, timeout_s, "usage"), job_ref)
         point = _timeline(job, self._clock())
         elapsed = round(point.running_s, 3)
         return Usage(elapsed_s=elapsed, accelerator_s=round(elapsed * job.nodes * job.per_node, 3),
                      exit_code=point.exit_code, details={"simulated": True, "boot_s": round(job.boot_s, 3)})
 
     def terminate(self, job_ref: str, *, timeout_s: float = 30.0) -> None:
-        self._latency(self.effective_knobs(), timeout_s, "terminate")
-        if self._job(job_ref) is not None:  # unknown job: no-op. A finished job keeps its end (earliest wins).
+        # An unknown job: no-op. A finished job keeps its end (the earliest end wins).
+        if self._call(job_ref, timeout_s, "terminate") is not None:
             now = self._clock()
             self._redis(lambda: self._r.hsetnx(self._k("job", job_ref), "terminated_at", repr(now)))
 
@@ -253,30 +271,27 @@ class SimulatedDriver:
             raise TransientDriverError(f"simulated {call} timed out after {timeout_s:g}s", code="timeout")
         self._sleep(knobs.call_latency_s)
 
-    def _count_call(self, key: str) -> int:
-        pipe = self._r.pipeline()
-        pipe.incr(self._k("create_calls_total"))
-        pipe.hincrby(self._k("create_calls"), key, 1)
-        return int(pipe.execute()[1])
+    def _call(self, job_ref: str, timeout_s: float, call: str) -> Job | None:
+        """One round trip for the namespace settings and the job; then the simulated call latency."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self._k("knobs"))
+        pipe.hgetall(self._k("job", job_ref))
+        namespace_knobs, raw = self._redis(pipe.execute)
+        self._latency(self._knobs(namespace_knobs, None), timeout_s, call)
+        return Job.from_redis(raw) if raw else None
 
     def _publish(self, job: Job) -> str:
-        """Store the job, then claim the key with HSETNX: of two racing creates exactly one wins."""
-        self._r.hset(self._k("job", job.ref), mapping=job.to_redis())
-        if not self._r.hsetnx(self._k("refs"), job.key, job.ref):
-            self._r.delete(self._k("job", job.ref))
-            return self._r.hget(self._k("refs"), job.key)
-        pipe = self._r.pipeline()
-        pipe.incr(self._k("jobs_total"))
-        pipe.sadd(self._k("offer_jobs", job.offer), job.ref)
-        pipe.execute()
-        return job.ref
+        """Claim the key and store the job atomically (a Lua script): of racing creates exactly one wins."""
+        fields = [item for pair in job.to_redis().items() for item in pair]
+        keys = [self._k("refs"), self._k("job", job.ref), self._k("jobs_total"), self._k("offer_jobs", job.offer)]
+        return self._publish_script(keys=keys, args=[job.key, job.ref, *fields])
 
     def _job(self, ref: str) -> Job | None:
         raw = self._redis(lambda: self._r.hgetall(self._k("job", ref)))
         return Job.from_redis(raw) if raw else None
 
-    def _require(self, ref: str) -> Job:
-        job = self._job(ref)
+    @staticmethod
+    def _require(job: Job | None, ref: str) -> Job:
         if job is None:
             raise TerminalDriverError(f"simulated: unknown job {ref}", code="job_unknown")
         return job
