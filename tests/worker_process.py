@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,40 +76,39 @@ def database_url_of(settings_dict: dict) -> str:
     raise ValueError(f"no DATABASE_URL for engine {engine}")
 
 
-class CeleryWorker:
-    """`celery -A broker worker` consuming one private queue; use as a context manager."""
+class CeleryProcess:
+    """A `celery -A broker ...` process in its own process group, logging to a file; a context manager."""
 
-    def __init__(self, *, database_url: str, redis_url: str, log_path: Path, concurrency: int = 1) -> None:
-        self.queue = f"test-{uuid.uuid4().hex[:12]}"
+    ready_text = ""
+
+    def __init__(self, *, database_url: str, redis_url: str, log_path: Path, queue: str, args: list[str]) -> None:
+        self.queue = queue
         self.log_path = log_path
         self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                    "CELERY_QUEUE": self.queue, "BROKER_DEV": "1", "PYTHONUNBUFFERED": "1"}
-        self.args = [sys.executable, "-m", "celery", "-A", "broker", "worker", "--loglevel", "INFO",
-                     "--concurrency", str(concurrency), "--queues", self.queue,
-                     "--hostname", f"{self.queue}@%h",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat"]
+                    "CELERY_QUEUE": queue, "BROKER_DEV": "1", "PYTHONUNBUFFERED": "1"}
+        self.args = [sys.executable, "-m", "celery", "-A", "broker", *args]
         self.process: subprocess.Popen | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 60) -> CeleryWorker:
+    def start(self, timeout: float = 60) -> CeleryProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         deadline = time.monotonic() + timeout
-        while " ready." not in self.log():  # "celery@<host> ready."
+        while self.ready_text not in self.log():
             if self.process.poll() is not None:
-                raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.args[5]} exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"celery worker not ready after {timeout:.0f} s:\n{self.log()}")
+                raise RuntimeError(f"{self.args[5]} not ready after {timeout:.0f} s:\n{self.log()}")
             time.sleep(0.1)
         return self
 
     def wait_for_log(self, text: str, timeout: float = 10) -> bool:
-        """The worker logs a task's outcome just after storing its result: wait for the line."""
+        """Wait until `text` appears in the log (a worker logs a task's outcome just after storing it)."""
         deadline = time.monotonic() + timeout
         while text not in self.log():
             if time.monotonic() > deadline:
@@ -116,8 +116,16 @@ class CeleryWorker:
             time.sleep(0.05)
         return True
 
+    def wait_for_pattern(self, pattern: str, timeout: float = 10) -> re.Match | None:
+        deadline = time.monotonic() + timeout
+        while (match := re.search(pattern, self.log())) is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+        return match
+
     def stop(self) -> int | None:
-        """Warm shutdown (SIGTERM); after 20 s, SIGKILL to the worker's process group (pool children too)."""
+        """SIGTERM (warm shutdown); after 20 s, SIGKILL to the process group (a worker's pool children too)."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -129,8 +137,41 @@ class CeleryWorker:
                 self.process.wait()
         return self.process.returncode
 
-    def __enter__(self) -> CeleryWorker:
+    def __enter__(self) -> CeleryProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def private_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+class CeleryWorker(CeleryProcess):
+    """`celery -A broker worker` consuming one private queue (a new one unless given)."""
+
+    ready_text = " ready."  # "celery@<host> ready."
+
+    def __init__(self, *, database_url: str, redis_url: str, log_path: Path, queue: str | None = None,
+                 concurrency: int = 1) -> None:
+        queue = queue or private_queue()
+        super().__init__(database_url=database_url, redis_url=redis_url, log_path=log_path, queue=queue,
+                         args=["worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
+                               "--queues", queue, "--hostname", f"{queue}@%h",
+                               "--without-gossip", "--without-mingle", "--without-heartbeat"])
+
+    def registered_tasks(self) -> set[str]:
+        """The task names the worker printed in its start-up banner."""
+        section = self.log().split("[tasks]", 1)[1].split("\n\n", 1)[0]
+        return {line.strip().removeprefix(". ") for line in section.splitlines() if line.strip()}
+
+
+class CeleryBeat(CeleryProcess):
+    """`celery -A broker beat` sending the project's schedule to a private queue."""
+
+    ready_text = "beat: Starting..."
+
+    def __init__(self, *, database_url: str, redis_url: str, log_path: Path, queue: str, schedule: Path) -> None:
+        super().__init__(database_url=database_url, redis_url=redis_url, log_path=log_path, queue=queue,
+                         args=["beat", "--loglevel", "INFO", "--schedule", str(schedule), "--max-interval", "1"])
