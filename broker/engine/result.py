@@ -11,7 +11,12 @@ CENT = Decimal("0.01")
 
 
 def money(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    """A decimal string with at least cents ('8' -> '8.00', '0.1234' stays), never in exponent notation."""
+    if value is None:
+        return None
+    if value.as_tuple().exponent > -2:  # type: ignore[operator]
+        value = value.quantize(CENT)
+    return format(value, "f")
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:

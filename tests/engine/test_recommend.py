@@ -70,7 +70,7 @@ def test_explicit_h100x8_cheapest_total_with_exclusions_explained():
         Decimal("214.00"),
         1,
     )
-    assert top.to_json()["est_total_usd"] == "214.00" and top.to_json()["price_per_hour"] == "21.4"
+    assert top.to_json()["est_total_usd"] == "214.00" and top.to_json()["price_per_hour"] == "21.40"
 
 
 def test_memory_gap_text():
