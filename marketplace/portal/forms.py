@@ -206,3 +206,7 @@ class TopUpForm(forms.Form):
     amount = forms.DecimalField(label="Amount (USD)", min_value=Decimal("1.00"), max_value=Decimal("10000.00"),
                                 decimal_places=2, initial=Decimal("50.00"))
     payment_method = forms.ChoiceField(label="Test card", choices=TEST_CARDS)
+
+
+class CardForm(forms.Form):
+    payment_method = forms.ChoiceField(label="Card for orders (test mode)", choices=TEST_CARDS)

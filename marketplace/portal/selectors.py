@@ -16,6 +16,14 @@ def tokens_of(user: User) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
 
 
+def provider_recent_orders(provider: Provider, limit: int = 10) -> QuerySet:
+    """The latest orders on the provider's capacity (no customer identity: providers see the work, not who)."""
+    from marketplace.orders.models import Order
+
+    return (Order.objects.filter(offer__provider=provider).select_related("offer__accelerator", "offer__region")
+            .order_by("-created_at", "-id")[:limit])
+
+
 def members_of(provider: Provider) -> QuerySet[User]:
     return User.objects.filter(provider=provider).order_by("username").only("username", "email", "date_joined")
 

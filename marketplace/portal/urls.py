@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from marketplace.portal.views import auth, orders, provider, recommend, search
+from marketplace.portal.views import auth, billing, orders, provider, recommend, search
 
 app_name = "portal"
 
@@ -23,6 +23,11 @@ urlpatterns = [
     path("orders/<int:pk>/", orders.order_detail, name="order-detail"),
     path("orders/<int:pk>/live/", orders.order_live, name="order-live"),
     path("orders/<int:pk>/cancel/", orders.order_cancel_view, name="order-cancel"),
+    path("billing/", billing.billing, name="billing"),
+    path("billing/live/", billing.billing_live, name="billing-live"),
+    path("billing/card/", billing.card_save, name="billing-card"),
+    path("billing/invoices/order/<int:order_id>/", billing.invoice_order, name="invoice-order"),
+    path("billing/invoices/month/<str:month>/", billing.invoice_month, name="invoice-month"),
     # providers
     path("provider/", provider.dashboard, name="provider-dashboard"),
     path("provider/offers/", provider.offer_list, name="provider-offers"),

@@ -103,10 +103,31 @@ FAST_PIPELINE_ENV = {"ORDERS_POLL_INTERVAL_S": "0.2", "ORDERS_METER_INTERVAL_S":
                      "ORDERS_RETRY_BASE_S": "0.05", "ORDERS_RETRY_CAP_S": "0.2"}
 
 
+STRIPE_ENV = {"STRIPE_SECRET_KEY": "sk_test_portal_tests", "STRIPE_WEBHOOK_SECRET": "whsec_portal_platform",
+              "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_portal_connect", "STRIPE_TIMEOUT_SECONDS": "5"}
+
+
 @pytest.fixture
-def orders_worker(portal_data, settings, monkeypatch, tmp_path):
+def stripe_fake(live_server, monkeypatch):
+    """The local fake of Stripe (test mode), delivering signed webhooks to the live server, and the broker (this
+    process and any worker started after this fixture) pointed at it."""
+    from marketplace.billing.fake_stripe import FakeStripe
+
+    fake = FakeStripe(webhook_url=f"{live_server.url}/api/v1/stripe/webhook/",
+                      webhook_secret=STRIPE_ENV["STRIPE_WEBHOOK_SECRET"],
+                      connect_webhook_url=f"{live_server.url}/api/v1/stripe/connect-webhook/",
+                      connect_webhook_secret=STRIPE_ENV["STRIPE_CONNECT_WEBHOOK_SECRET"])
+    with fake:
+        for name, value in {**STRIPE_ENV, "STRIPE_API_BASE": fake.url}.items():
+            monkeypatch.setenv(name, value)
+        yield fake
+
+
+@pytest.fixture
+def orders_worker(portal_data, stripe_fake, settings, monkeypatch, tmp_path):
     """A real Celery worker on a private queue, against real Redis, with the simulated driver in a namespace of
-    this test (jobs boot in 1 s and run until stopped). The live server's on-commit sends go to that queue."""
+    this test (jobs boot in 1 s and run until stopped) and the fake Stripe. The live server's on-commit sends go
+    to that queue."""
     import json
     import uuid
 

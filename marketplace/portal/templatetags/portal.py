@@ -60,6 +60,11 @@ def usd(value: Any, places: int = 2) -> str:
 
 
 @register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
 def short_acc(name: str) -> str:
     """'NVIDIA H100-SXM5-80GB' -> 'H100-SXM5-80GB' (the vendor is implied by the model)."""
     return str(name).removeprefix("NVIDIA ").removeprefix("AMD Instinct ").removeprefix("AMD ")

@@ -25,3 +25,17 @@ def provider_member(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def customer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Customer pages (billing): customers only; provider members are sent to their dashboard."""
+
+    @signed_in
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.role != "customer":
+            messages.info(request, "Billing pages are for customers; providers see earnings on their dashboard.")
+            return redirect("portal:provider-dashboard" if request.user.is_provider_member else "portal:recommend")
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from marketplace.errors import DomainError, NotFoundError
 from marketplace.models import Offer
 from marketplace.portal import csv_import
-from marketplace.portal.dashboard import provider_dashboard
+from marketplace.portal.dashboard import DEFAULT_RANGE, provider_dashboard
 from marketplace.portal.forms import CsvUploadForm, OfferEditForm, OfferForm, PolicyForm, apply_domain_error
-from marketplace.portal.selectors import members_of, offer_totals
+from marketplace.portal.selectors import members_of, offer_totals, provider_recent_orders
 from marketplace.portal.services import provider_policy_update
 from marketplace.portal.views.access import provider_member
 from marketplace.selectors.offers import offers_of_provider
@@ -33,7 +33,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     provider = request.user.provider
     return render(request, "portal/provider/dashboard.html", {
         "nav": "provider", "provider": provider, "totals": offer_totals(provider),
-        "dash": provider_dashboard(provider)})
+        "dash": provider_dashboard(provider, request.GET.get("range") or DEFAULT_RANGE),
+        "recent": provider_recent_orders(provider)})
 
 
 # -------------------------------------------------------------------------------------------- offers

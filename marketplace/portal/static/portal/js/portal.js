@@ -67,18 +67,24 @@
   }
 
   function seriesChart(canvas, data) {
+    var colours = ["#1f4fa8", "#1d6b35", "#8a5300", "#b0261c"];
+    var round = data.type === "doughnut";
+    var options = {maintainAspectRatio: false, animation: false,
+                   plugins: {legend: {display: !round && data.datasets.length > 1, position: "bottom"}}};
+    if (round) {
+      options.cutout = "70%";
+      options.plugins.tooltip = {enabled: false};
+    } else {
+      options.scales = {x: {stacked: !!data.stacked},
+                        y: Object.assign({beginAtZero: true, stacked: !!data.stacked}, data.y || {})};
+    }
     return new window.Chart(canvas, {
       type: data.type || "line",
       data: {labels: data.labels, datasets: data.datasets.map(function (d, i) {
-        var colours = ["#1f4fa8", "#1d6b35", "#8a5300", "#b0261c"];
-        return Object.assign({borderColor: colours[i % 4], backgroundColor: colours[i % 4], tension: 0.2,
-                              pointRadius: 2}, d);
+        return Object.assign(round ? {} : {borderColor: colours[i % 4], backgroundColor: colours[i % 4],
+                                           tension: 0.2, pointRadius: 2}, d);
       })},
-      options: {
-        maintainAspectRatio: false, animation: false,
-        scales: {y: Object.assign({beginAtZero: true}, data.y || {})},
-        plugins: {legend: {display: data.datasets.length > 1, position: "bottom"}}
-      }
+      options: options
     });
   }
 

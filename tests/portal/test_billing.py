@@ -1,0 +1,48 @@
+"""Billing pages: a prepaid-credit top-up with a test card is credited once Stripe's webhook has been processed
+by the worker (the page polls until then); a declined test card shows its message beside the field."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.portal.conftest import sign_in
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_top_up_credit_with_a_test_card(page, url, orders_worker, shot):
+    from marketplace.billing.models import TopUp
+    from marketplace.billing.selectors.billing import credit_summary
+    from marketplace.models import User
+
+    alice = User.objects.get(username="alice")
+    sign_in(page, url, "alice", "demo-pass-123")
+    page.goto(url("/billing/"))
+    expect(page.locator("#credit-balance")).to_have_text("$0.00")
+
+    # A declined card: the decline beside the field, no credit.
+    page.get_by_label("Amount (USD)").fill("25.00")
+    page.get_by_label("Test card").select_option("pm_card_chargeDeclined")
+    page.get_by_role("button", name="Top up").click()
+    expect(page.locator("#err-payment_method")).to_have_text("Your card was declined.")
+    assert TopUp.objects.get(customer=alice).status == "failed"
+
+    # A good card: processing, then credited when the webhook has gone through the worker.
+    page.get_by_label("Amount (USD)").fill("40.00")
+    page.get_by_label("Test card").select_option("pm_card_visa")
+    page.get_by_role("button", name="Top up").click()
+    expect(page.locator(".messages")).to_contain_text("Top-up of $40.00 sent to Stripe (test mode)")
+    expect(page.locator("#credit-balance")).to_have_text("$40.00", timeout=30_000)
+    expect(page.locator("#topups tbody tr").first).to_have_attribute("data-status", "succeeded")
+    assert credit_summary(alice)["balance"] == Decimal("40.00")
+    expect(page.locator("#invoices")).to_contain_text("INV-M")
+    shot(page, "billing-topup")
+
+    # The card saved for orders.
+    page.get_by_label("Card for orders (test mode)").select_option("pm_card_mastercard")
+    page.get_by_role("button", name="Save card").click()
+    expect(page.locator("#credit")).to_contain_text("Mastercard •••• 4444 (succeeds)")
+    assert credit_summary(alice)["default_payment_method"] == "pm_card_mastercard"
