@@ -164,12 +164,13 @@ def test_status_transitions(a_client, make_offer, provider_a):
 def test_patch_changes_only_what_it_names(a_client, make_offer, provider_a):
     offer = make_offer(provider_a, network_gbps=100)
     before = Offer.objects.filter(pk=offer.pk).values().get()
-    response = a_client.patch(f"{URL}{offer.id}/", {"price_per_hour": "16", "accelerator": "MI300X",
+    response = a_client.patch(f"{URL}{offer.id}/", {"price_per_hour": "24", "accelerator": "MI300X",
                                                     "memory_gb": 192}, format="json")
     assert response.status_code == 200
     after = Offer.objects.filter(pk=offer.pk).values().get()
     changed = {k for k in after if after[k] != before[k]}
-    assert changed == {"price_per_hour", "accelerator_id", "accelerator_memory_gb", "updated_at"}
+    assert changed == {"price_per_hour", "price_per_accelerator_hour", "accelerator_id", "accelerator_memory_gb",
+                       "updated_at"}
     assert response.json()["accelerator"] == "AMD Instinct MI300X"
 
 
