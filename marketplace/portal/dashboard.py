@@ -22,7 +22,8 @@ from marketplace.billing.models import AccountKind, EntryKind, JournalLine
 from marketplace.models import Offer, Provider
 from marketplace.orders.models import Order
 
-RANGES = {"24h": (timedelta(hours=1), 24, "%H:%M"), "14d": (timedelta(days=1), 14, "%b %d")}
+RANGES = {"1h": (timedelta(minutes=1), 60, "%H:%M"), "24h": (timedelta(hours=1), 24, "%H:%M"),
+          "14d": (timedelta(days=1), 14, "%b %d")}
 DEFAULT_RANGE = "24h"
 OUTCOMES = ("completed", "failed", "cancelled", "active")
 NOT_EARNINGS = (EntryKind.TRANSFER, EntryKind.TRANSFER_REVERSAL)
@@ -31,8 +32,10 @@ NOT_EARNINGS = (EntryKind.TRANSFER, EntryKind.TRANSFER_REVERSAL)
 def _buckets(now: datetime, step: timedelta, count: int) -> list[datetime]:
     if step >= timedelta(days=1):
         end = now.replace(hour=0, minute=0, second=0, microsecond=0) + step
-    else:
+    elif step >= timedelta(hours=1):
         end = now.replace(minute=0, second=0, microsecond=0) + step
+    else:
+        end = now.replace(second=0, microsecond=0) + step
     return [end - step * (count - i) for i in range(count)]
 
 
@@ -115,7 +118,7 @@ def provider_dashboard(provider: Provider, range_key: str = DEFAULT_RANGE, now: 
     return {
         "range": range_key,
         "capacity": listed_accelerators(provider),
-        "utilisation": {"type": "line", "labels": labels, "y": _axis("% busy", max=100),
+        "utilisation": {"type": "line", "labels": labels, "y": _axis("% busy", suggestedMax=10),
                         "datasets": [{"label": "Accelerators busy (%)", "data": busy, "fill": True,
                                       "backgroundColor": "rgba(31,79,168,0.15)"}]},
         "earnings": {"type": "bar", "labels": labels, "y": _axis("USD"),

@@ -63,7 +63,11 @@ def shot(request):
         page.screenshot(path=str(path), full_page=full_page)
         if docs and os.environ.get("PORTAL_DOCS_SCREENSHOTS") == "1":
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"), full_page=full_page)
+            size = page.viewport_size
+            page.set_viewport_size({"width": 1280, "height": 1400})  # the README's images: one tall screen
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"))
+            page.set_viewport_size(size)
         return path
 
     return take
@@ -149,6 +153,7 @@ def orders_worker(portal_data, stripe_fake, settings, monkeypatch, tmp_path):
                           log_path=tmp_path / "worker.log", concurrency=2)
     worker.env.update({**FAST_PIPELINE_ENV, "BROKER_DRIVER_CONFIG": config})
     settings.CELERY_TASK_DEFAULT_QUEUE = worker.queue
+    worker.sim = driver  # tests configure per-offer knobs (run length, failures) through it
     worker.start()
     yield worker
     worker.stop()
