@@ -15,7 +15,9 @@ from tests.drivers.agent_process import AgentProcess, kill_leftovers
 from workers.drivers.base import JobSpec, JobState
 from workers.drivers.registry import get_driver
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# transaction=True: the live server thread and the agent see committed rows; serialized_rollback restores the
+# reference data (regions, accelerators) that the flush after a transactional test removes.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 SECRET = "e2e-secret-0123456789abcdef"
 
 

@@ -65,7 +65,7 @@ def test_offer_the_provider_unlisted_stays_unlisted(two_agents) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the worker sees rows; reference data kept
 def test_beat_task_runs_in_a_real_worker(provider_a, tmp_path: Path) -> None:
     from marketplace.agents.beat import SCHEDULE
     from tests.worker_process import CeleryWorker, database_url_of, redis_url_for_tests
