@@ -57,9 +57,12 @@ test: venv | $(VAR_DIR)
 	@mkdir -p $(VAR_DIR)/static
 	@BIN="$(BIN)" bash scripts/test.sh $(PYTEST_ARGS)
 
-# wrk (Debian package) is the load generator when present; as root it is installed, otherwise a Python
-# asyncio client stands in. Every bench runs; the target fails at the end if any of them missed a target.
+# PostgreSQL on 127.0.0.1:5432 (BENCH_DATABASE_URL for another server): as root, started or installed when it
+# does not answer. wrk (Debian package) is the load generator when present; as root it is installed, otherwise
+# a Python asyncio client stands in. Every bench runs; the target fails at the end if any of them missed a target.
 bench: venv
+	@if [ -z "$$BENCH_DATABASE_URL" ] && [ "$$(id -u)" = 0 ] && \
+	  ! pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then bash scripts/services.sh postgresql; fi
 	@if ! command -v wrk >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)) \
 	  || echo "wrk could not be installed; using the asyncio load generator"; fi
