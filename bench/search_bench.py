@@ -217,6 +217,9 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
     print(f"  ratio search/bare req/s: {ratio:.2f}  (target >= {TARGET_RATIO})   {verdict(ratio_ok)}")
     print(f"  search p99: {search.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms)   {verdict(p99_ok)}")
     print(f"  errors: {bare.errors + search.errors}   {verdict(errors_ok)}")
+    if args.load_before > 1.5:
+        print(f"  note: the 1-minute load average was {args.load_before:.1f} on {os.cpu_count()} CPUs before the "
+              "bench started: other processes shared the machine, so these figures understate it")
     if search.tool != "wrk":
         print("  note: the asyncio load generator takes CPU from the server on this machine (measured here: a bare "
               "view at 257-341 req/s with it, 503-520 with wrk); install wrk for figures comparable to targets")
@@ -228,7 +231,7 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
         "bare": {"rps": bare.rps, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms, "errors": bare.errors},
         "search": {"rps": search.rps, "p50_ms": search.p50_ms, "p99_ms": search.p99_ms,
                    "errors": search.errors},
-        "ratio": ratio, "pass": ratio_ok and p99_ok and errors_ok,
+        "ratio": ratio, "pass": ratio_ok and p99_ok and errors_ok, "load_before": args.load_before,
     }, indent=2) + "\n")
     return ratio_ok and p99_ok and errors_ok
 
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto")
     parser.add_argument("--keep-db", action="store_true", help="leave the bench database in place")
     args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
 
     database_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "bench.settings",
