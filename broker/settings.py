@@ -148,6 +148,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PrecisionEnum": "marketplace.api.recommendation_serializers.PRECISIONS",
+    },
 }
 
 LOGGING = {

@@ -4,7 +4,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from marketplace.models import Accelerator, Region
@@ -13,13 +12,6 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/offers/"
 
-# Offer.price_per_accelerator_hour is GeneratedField(price_per_hour / accelerator_count). SQLite stores a
-# whole Decimal such as 25.0000 as the INTEGER 25, so the column becomes 25 / 8 = 3 (integer division)
-# there; on PostgreSQL (numeric) it is 3.125. Reported to the model owner; strict, so the fix turns these
-# into failures that ask for this marker to go.
-SQLITE_INTEGER_DIVISION = pytest.mark.xfail(
-    connection.vendor == "sqlite", strict=True,
-    reason="SQLite integer-divides the generated per-accelerator price")
 
 
 def acc(name: str) -> Accelerator:
@@ -79,8 +71,7 @@ def names(response) -> list[str]:
     ({"q": "total_memory_gb>=640 total_memory_gb<1000"}, ["a100x8", "h100x8"]),
     ({"q": "memory_gb>80"}, ["mi300x8"]),
     ({"q": "price_per_accelerator_hour<=1.75"}, ["a100x1", "a100x8"]),
-    pytest.param({"q": "price_per_accelerator_hour<=1.75 price_per_accelerator_hour>=1.75"}, ["a100x8"],
-                 marks=SQLITE_INTEGER_DIVISION),
+    pytest.param({"q": "price_per_accelerator_hour<=1.75 price_per_accelerator_hour>=1.75"}, ["a100x8"]),
     ({"q": "network_gbps>=100"}, ["h100x4", "h100x8", "mi300x8"]),
     ({"q": "network_gbps!=400"}, ["a100x1", "h100x4", "a100x8"]),
     ({"q": "count in [1,4]"}, ["a100x1", "h100x4"]),
@@ -106,7 +97,6 @@ def test_ambiguous_accelerator_is_any_of_and_the_response_says_so(api, catalog):
                              "NVIDIA A100-PCIE-80GB, NVIDIA A100-SXM4-40GB, NVIDIA A100-SXM4-80GB"]
 
 
-@SQLITE_INTEGER_DIVISION
 def test_result_row_shape(api, catalog):
     row = api.get(URL, {"q": "accelerator=MI300X"}).json()["results"][0]
     assert row == {
@@ -129,8 +119,7 @@ def test_result_row_shape(api, catalog):
     ("count", ["a100x1", "h100x4", "h100x8", "a100x8", "mi300x8"]),  # ties by id
     ("-count", ["mi300x8", "a100x8", "h100x8", "h100x4", "a100x1"]),
     ("-total_memory_gb", ["mi300x8", "a100x8", "h100x8", "h100x4", "a100x1"]),
-    pytest.param("price_per_accelerator_hour", ["a100x1", "a100x8", "h100x8", "h100x4", "mi300x8"],
-                 marks=SQLITE_INTEGER_DIVISION),
+    pytest.param("price_per_accelerator_hour", ["a100x1", "a100x8", "h100x8", "h100x4", "mi300x8"]),
     ("network_gbps", ["a100x1", "h100x4", "h100x8", "mi300x8", "a100x8"]),  # unknown (NULL) last
     ("-network_gbps", ["mi300x8", "h100x8", "h100x4", "a100x1", "a100x8"]),  # NULL last here too
 ])

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Cast
 
 MAX_ACCELERATORS_PER_NODE = 64
 MAX_PRICE_PER_HOUR = Decimal("100000")
@@ -59,7 +60,9 @@ class Offer(models.Model):
         max_digits=12, decimal_places=4, null=True, blank=True,
         help_text="USD per node-hour floor for interruptible (spot) use; empty when not offered.")
     price_per_accelerator_hour = models.GeneratedField(
-        expression=F("price_per_hour") / F("accelerator_count"),
+        # Dividing by a float keeps SQLite from integer division when a whole price is stored as an integer;
+        # the column is rounded to 6 decimals (exact for any price the model allows).
+        expression=F("price_per_hour") / Cast(F("accelerator_count"), models.FloatField()),
         output_field=models.DecimalField(max_digits=16, decimal_places=6), db_persist=True)
     nodes_available = models.PositiveIntegerField(default=1)
     min_rental_hours = models.DecimalField(max_digits=8, decimal_places=2, default=0)
@@ -98,6 +101,7 @@ class Offer(models.Model):
                          name="offer_listed_acc_count_price"),
             models.Index(fields=["status", "region", "price_per_hour"], name="offer_listed_region_price"),
             models.Index(fields=["provider", "status"], name="offer_provider_status"),
+            models.Index(fields=["status", "price_per_accelerator_hour", "id"], name="offer_listed_ppah"),
         ]
 
     def __str__(self) -> str:

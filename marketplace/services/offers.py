@@ -29,6 +29,7 @@ from django.utils import timezone
 from broker.hardware.vocabulary import default_vocabulary
 from marketplace.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationFailed
 from marketplace.models import Accelerator, Offer, Provider, Region, User
+from marketplace.services.catalog_version import catalog_bump
 
 MAX_BULK_ROWS = 1000
 
@@ -183,6 +184,7 @@ def _save(offer: Offer, values: Mapping[str, Any]) -> Offer:
     try:
         with transaction.atomic():
             offer.save()
+            catalog_bump()
     except IntegrityError as exc:
         raise _conflict(exc) from None
     offer.refresh_from_db(fields=["price_per_accelerator_hour"])
@@ -322,6 +324,8 @@ def _bulk_upsert(provider: Provider, rows: Sequence[Mapping[str, Any]], input_er
             Offer.objects.bulk_create(new, batch_size=500)
             if changed:
                 Offer.objects.bulk_update(changed, [*WRITABLE_MODEL_FIELDS, "updated_at"], batch_size=500)
+            if new or changed:
+                catalog_bump()
     except IntegrityError as exc:
         raise _conflict(exc) from None
     result = BulkResult(created=[o.pk for o in new], updated=[o.pk for o in changed],
@@ -332,8 +336,12 @@ def _bulk_upsert(provider: Provider, rows: Sequence[Mapping[str, Any]], input_er
 def offers_unlist_expired() -> int:
     """Unlist listed offers whose availability window has closed. One conditional UPDATE; idempotent."""
     now = timezone.now()
-    return Offer.objects.filter(status=Offer.Status.LISTED, available_until__lt=now).update(
-        status=Offer.Status.UNLISTED, updated_at=now)
+    with transaction.atomic():
+        count = Offer.objects.filter(status=Offer.Status.LISTED, available_until__lt=now).update(
+            status=Offer.Status.UNLISTED, updated_at=now)
+        if count:
+            catalog_bump()
+    return count
 
 
 def _merge(first: Errors | None, second: Errors) -> Errors:
