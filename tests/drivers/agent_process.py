@@ -36,7 +36,7 @@ class AgentProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 20) -> AgentProcess:
+    def start(self, timeout: float = 60) -> AgentProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:

@@ -109,7 +109,7 @@ def test_hanging_agent_is_transient_within_the_timeout(hanging_server: str, call
         else:
             getattr(driver, call)("job-0123456789abcdef", timeout_s=0.5)
     elapsed = time.monotonic() - started
-    assert 0.5 <= elapsed < 1.0
+    assert 0.5 <= elapsed < 1.2  # the deadline, plus slack for a loaded machine
     assert (err.value.code, err.value.message) == ("timeout", f"agent {call} timed out after 0.5s")
 
 

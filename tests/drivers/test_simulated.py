@@ -78,8 +78,8 @@ def test_boot_latency_in_real_time(make_sim) -> None:
         time.sleep(0.02)
     states.append((state, time.monotonic() - started))
     assert [s for s, _ in states] == [JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED]
-    assert 0.4 <= states[1][1] < 0.6
-    assert 0.7 <= states[2][1] < 0.9
+    assert 0.4 <= states[1][1] < 0.7
+    assert 0.7 <= states[2][1] < 1.0
 
 
 def test_time_limit_and_terminate(make_sim, clock) -> None:
