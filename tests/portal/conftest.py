@@ -76,14 +76,20 @@ def shot(request):
 @pytest.fixture
 def portal_data(transactional_db):
     """Reference tables and the demo marketplace (the data migration's rows do not survive transactional
-    tests' flushes, so they are synced again; both steps are idempotent)."""
+    tests' flushes, so they are synced again; both steps are idempotent).
+
+    The engine's snapshot cache is keyed on the catalog version, which restarts after a flush, so a snapshot
+    of the previous test's offers could look current: the cache is cleared before and after."""
     from marketplace.models import Accelerator, Region
+    from marketplace.selectors.snapshot import clear_snapshot_cache
     from marketplace.services.demo import demo_load
     from marketplace.services.reference import sync_accelerators, sync_energy_regions
 
+    clear_snapshot_cache()
     sync_accelerators(Accelerator)
     sync_energy_regions(Region)
-    return demo_load()
+    yield demo_load()
+    clear_snapshot_cache()
 
 
 @pytest.fixture
