@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm.helpers import JOBCOMP_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 SLURM_UP = REPO / "scripts" / "slurm_up.sh"
-JOBCOMP_FILE = "/var/log/slurm/jobcomp.log"
 WORK_ROOT = Path("/var/tmp/broker-slurm-tests")
 
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+JOBCOMP_FILE = "/var/log/slurm/jobcomp.log"  # JobCompLoc in scripts/slurm_up.sh
+
 
 def wait_for_state(driver, ref: str, states, timeout: float = 60.0, interval: float = 0.3):
     """Poll status until it is one of `states`; returns the JobStatus (fails the test on timeout)."""
