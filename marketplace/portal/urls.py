@@ -38,4 +38,6 @@ urlpatterns = [
     path("provider/upload/confirm/", provider.upload_confirm, name="provider-upload-confirm"),
     path("provider/upload/template.csv", provider.upload_template, name="provider-upload-template"),
     path("provider/organisation/", provider.organisation, name="provider-organisation"),
+    path("provider/payouts/onboard/", provider.payouts_onboard, name="provider-payouts-onboard"),
+    path("provider/payouts/status/", provider.payouts_live, name="provider-payouts-status"),
 ]

@@ -46,3 +46,19 @@ def test_top_up_credit_with_a_test_card(page, url, orders_worker, shot):
     page.get_by_role("button", name="Save card").click()
     expect(page.locator("#credit")).to_contain_text("Mastercard •••• 4444 (succeeds)")
     assert credit_summary(alice)["default_payment_method"] == "pm_card_mastercard"
+
+
+def test_provider_sets_up_payouts_through_stripe_onboarding(page, url, orders_worker, shot):
+    from marketplace.billing.models import ProviderPayoutAccount
+
+    sign_in(page, url, "bob", "demo-pass-123")
+    page.goto(url("/provider/organisation/"))
+    expect(page.locator("#payouts")).to_contain_text("Not set up")
+    page.get_by_role("button", name="Set up payouts with Stripe").click()
+    # Stripe's hosted onboarding (the fake completes it at once) sends the member back; the page then waits for
+    # Stripe's account.updated webhook to be processed by the worker.
+    expect(page.locator("#payout-status")).to_have_text("Payouts active", timeout=30_000)
+    account = ProviderPayoutAccount.objects.get(provider__slug="demo-gpu-host")
+    assert (account.charges_enabled, account.payouts_enabled, account.details_submitted) == (True, True, True)
+    expect(page.locator("#payouts")).to_contain_text(account.stripe_account_id)
+    shot(page, "payouts-active")

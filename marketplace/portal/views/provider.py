@@ -8,8 +8,11 @@ import hashlib
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from marketplace.billing.selectors.billing import payout_account_for
+from marketplace.billing.services.payouts import provider_onboarding_link
 from marketplace.errors import DomainError, NotFoundError
 from marketplace.models import Offer
 from marketplace.portal import csv_import
@@ -202,4 +205,25 @@ def organisation(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Policies saved; new recommendations use them at once.")
             return redirect("portal:provider-organisation")
     return render(request, "portal/provider/organisation.html", {
-        "nav": "provider", "provider": provider, "members": members_of(provider), "form": form})
+        "nav": "provider", "provider": provider, "members": members_of(provider), "form": form,
+        "payout": payout_account_for(request.user), "poll_payouts": request.GET.get("payouts") == "returned"})
+
+
+@provider_member
+@require_POST
+def payouts_onboard(request: HttpRequest) -> HttpResponse:
+    """Send the member to Stripe's hosted onboarding (Connect Express); Stripe sends them back here."""
+    back = request.build_absolute_uri(reverse("portal:provider-organisation") + "?payouts=returned")
+    try:
+        _, link = provider_onboarding_link(user=request.user, return_url=back, refresh_url=back)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:provider-organisation")
+    return redirect(link["url"])
+
+
+@provider_member
+def payouts_live(request: HttpRequest) -> HttpResponse:
+    """The polled payout-status block (polls until Stripe has reported the account)."""
+    return render(request, "portal/provider/_payouts.html", {"payout": payout_account_for(request.user),
+                                                             "poll_payouts": True})
