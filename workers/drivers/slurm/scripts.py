@@ -44,12 +44,13 @@ printf '%s\n' "$id" >"$marker"
 echo "submitted $id"
 """.replace("__STATES__", SACCT_ALL_STATES)
 
-# inspect JOB_ID ACCOUNTING(0|1|auto) JOBCOMP_FILE [LOG_FILE LOG_OFFSET LOG_MAX]
-# Prints tagged lines: "now <cluster time>", "scontrol <line>", "sacct <line>" or "sacct-off", "jobcomp <line>"
-# (only when neither knows the job), and, when a log file is given, "log <size or -1>" followed by raw bytes.
+# inspect JOB_ID ACCOUNTING(0|1|auto) SACCT_WHEN(always|fallback) JOBCOMP_FILE [LOG_FILE LOG_OFFSET LOG_MAX]
+# Prints tagged lines: "now <cluster time>", "scontrol <line>", "sacct <line>" or "sacct-off" (sacct is asked
+# always, or only when slurmctld has forgotten the job), "jobcomp <line>" (only when neither knows the job), and,
+# when a log file is given, "log <size or -1>" followed by raw bytes.
 INSPECT = r"""
 set -u
-id=$1 acct=$2 jobcomp=$3
+id=$1 acct=$2 when=$3 jobcomp=$4
 case "$id" in ''|*[!0-9]*) echo "not a Slurm job id: '$id'" >&2; exit 65 ;; esac
 echo "now $(date +%Y-%m-%dT%H:%M:%S)"
 known=0
@@ -61,7 +62,7 @@ else
     *) printf '%s\n' "$out" >&2; exit 75 ;;
   esac
 fi
-if [ "$acct" != 0 ]; then
+if [ "$acct" != 0 ] && { [ "$when" = always ] || [ "$known" = 0 ]; }; then
   if out=$(sacct -X -n -P -j "$id" -o __FIELDS__ 2>&1); then
     line=$(printf '%s\n' "$out" | grep "^$id|" | tail -1)
     if [ -n "$line" ]; then printf 'sacct %s\n' "$line"; known=1; fi
@@ -76,8 +77,8 @@ if [ "$known" = 0 ] && [ -n "$jobcomp" ] && [ -r "$jobcomp" ]; then
   line=$(grep "^JobId=$id " "$jobcomp" | tail -1)
   if [ -n "$line" ]; then printf 'jobcomp %s\n' "$line"; fi
 fi
-if [ $# -ge 6 ]; then
-  file=$4 offset=$5 max=$6
+if [ $# -ge 7 ]; then
+  file=$5 offset=$6 max=$7
   if [ -f "$file" ]; then
     echo "log $(stat -c %s "$file")"
     tail -c "+$((offset + 1))" "$file" | head -c "$max"
