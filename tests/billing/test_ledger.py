@@ -42,7 +42,7 @@ def test_unbalanced_or_unrounded_entries_are_refused(accounts, amounts, message)
     assert _count() == (0, 0)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_posting_needs_the_callers_transaction(accounts):
     from marketplace.billing.services.ledger import LedgerError, post_entry
 
