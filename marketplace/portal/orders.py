@@ -30,6 +30,5 @@ def order_progress(order) -> dict[str, Any]:
         "finished": state in FINAL, "cancellable": state in (State.RESERVED, State.QUEUED, State.PROVISIONING,
                                                             State.RUNNING),
         "spent": spent, "limit": limit, "percent": percent, "capped": order.budget_cap_usd is not None,
-        "hours_run": round(order.metered_seconds / 3600, 3),
         "price_per_hour": order.node_price_per_hour * order.nodes,
     }

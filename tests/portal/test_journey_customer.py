@@ -95,6 +95,8 @@ def test_customer_serves_a_70b_model_orders_and_cancels(page, url, orders_worker
     expect(page.locator("#order-state")).to_have_attribute("data-state", "running", timeout=45_000)
     expect(page.locator("#timeline li[data-to=running]")).to_have_count(1)
     expect(page.locator("#order-logs")).not_to_be_empty(timeout=20_000)
+    # Metering reaches the page: the first cent is charged after about ten seconds at this price.
+    expect(page.locator("#order-cost")).not_to_have_text("$0.00", timeout=40_000)
     shot(page, "order-timeline", docs=True, full_page=False)
 
     # Cancel: stopping, then cancelled; the cancel button goes away.

@@ -81,6 +81,17 @@ def num(value: Any, places: int = 1) -> str:
 
 
 @register.filter
+def seconds(value: Any) -> str:
+    """A run time: '42 s', '12 min 5 s', '3 h 20 min'."""
+    total = int(float(value or 0))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+@register.filter
 def percent(value: Any) -> str:
     if value is None or value == "":
         return "—"
