@@ -56,6 +56,28 @@ pid_alive() {
   [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
+# any_process NAME: some process has this command name (a daemon without its pid file, e.g. one shutting down).
+any_process() {
+  local comm
+  for comm in /proc/[0-9]*/comm; do
+    [ "$(cat "$comm" 2>/dev/null)" = "$1" ] && return 0
+  done
+  return 1
+}
+
+# start_daemon PIDFILE NAME COMMAND...: start NAME unless its pid file names a live one; first wait for an
+# instance that is still exiting (no pid file any more) to be gone, so the new one can bind its port.
+start_daemon() {
+  local pidfile=$1 name=$2; shift 2
+  pid_alive "$pidfile" "$name" && return 0
+  if any_process "$name"; then
+    log "waiting for an exiting $name to stop"
+    wait_until "$TIMEOUT" "the exiting $name to stop" sh -c "! { $(declare -f any_process); any_process $name; }"
+  fi
+  log "starting $name"
+  setsid "$@" </dev/null >/dev/null 2>&1 || die "$name failed to start (see $LOG_DIR/$name.log)"
+}
+
 # stop_daemon PIDFILE NAME: stop the daemon named by its pid file (one this script started) and wait for it.
 stop_daemon() {
   local pid
@@ -224,10 +246,7 @@ StorageLoc=slurm_acct_db
 EOF
 )"
   [ "$changed" = 1 ] && stop_daemon /run/slurmdbd.pid slurmdbd
-  if ! pid_alive /run/slurmdbd.pid slurmdbd; then
-    log "starting slurmdbd"
-    setsid /usr/sbin/slurmdbd </dev/null >/dev/null 2>&1 || die "slurmdbd failed to start (see $LOG_DIR/slurmdbd.log)"
-  fi
+  start_daemon /run/slurmdbd.pid slurmdbd /usr/sbin/slurmdbd
   wait_until "$TIMEOUT" "slurmdbd answering (see $LOG_DIR/slurmdbd.log)" sacctmgr -n list cluster
   if [ -z "$(sacctmgr -n -P list cluster format=cluster where cluster="$CLUSTER")" ]; then
     log "registering cluster $CLUSTER in the accounting database"
@@ -240,18 +259,10 @@ if [ "$slurm_changed" = 1 ]; then
   stop_daemon /run/slurmd.pid slurmd
   stop_daemon /run/slurmctld.pid slurmctld
 fi
-if ! pid_alive /run/slurmctld.pid slurmctld; then
-  log "starting slurmctld"
-  # -i: ignore job state saved under an older configuration instead of refusing to start.
-  setsid /usr/sbin/slurmctld -i </dev/null >/dev/null 2>&1 \
-    || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
-fi
+# -i: ignore job state saved under an older configuration instead of refusing to start.
+start_daemon /run/slurmctld.pid slurmctld /usr/sbin/slurmctld -i
 wait_until "$TIMEOUT" "slurmctld answering (see $LOG_DIR/slurmctld.log)" sh -c 'scontrol ping | grep -q UP'
-if ! pid_alive /run/slurmd.pid slurmd; then
-  log "starting slurmd"
-  setsid /usr/sbin/slurmd -N localhost </dev/null >/dev/null 2>&1 \
-    || die "slurmd failed to start (see $LOG_DIR/slurmd.log)"
-fi
+start_daemon /run/slurmd.pid slurmd /usr/sbin/slurmd -N localhost
 
 # --- the node: resume it if drained or down, then wait until it can take jobs --------------------------------
 node_state() { sinfo -h -n localhost -o %T 2>/dev/null | head -1; }
