@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from broker.engine import OfferRow, OfferSnapshot
 from marketplace.models import Offer
-from marketplace.services.catalog_version import catalog_version
+from marketplace.services.catalog_version import catalog_stamp
 
 _FIELDS = (
     "id", "provider_id", "provider__name", "provider__reliability_score", "provider__min_rental_hours",
@@ -54,11 +54,11 @@ def offer_rows(queryset=None) -> list[OfferRow]:
 class _SnapshotCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._version: int | None = None
+        self._version: tuple | None = None
         self._snapshot: OfferSnapshot | None = None
 
     def get(self) -> OfferSnapshot:
-        version = catalog_version()
+        version = catalog_stamp()
         with self._lock:
             if self._snapshot is None or version != self._version:
                 self._snapshot = OfferSnapshot.from_rows(offer_rows())

@@ -16,3 +16,10 @@ def catalog_bump() -> None:
 def catalog_version() -> int:
     row = CatalogVersion.objects.filter(id=1).values_list("version", flat=True).first()
     return row or 0
+
+
+def catalog_stamp() -> tuple[int, object]:
+    """(version, changed_at): unlike the bare counter it also moves when the row is deleted and re-created,
+    as a test database flush does."""
+    row = CatalogVersion.objects.filter(id=1).values_list("version", "changed_at").first()
+    return row or (0, None)
