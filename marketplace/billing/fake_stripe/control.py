@@ -85,7 +85,7 @@ def control(server: FakeStripeServer, method: str, path: str, query: str, body: 
             if method == "GET" and (match := re.fullmatch(r"/_fake/onboarding/([A-Za-z0-9_]+)", path)):
                 state.accounts_onboard(match.group(1))
                 return_url = (parse_qs(query).get("return_url") or [""])[0]
-                if return_url.startswith(("http://127.0.0.1", "http://localhost", "/")):
+                if return_url.startswith(("https://", "http://")):  # like Stripe: back to the platform
                     return 302, "", {"Location": return_url}
                 return 200, {"onboarded": match.group(1)}, None
     except FakeStripeError as exc:
