@@ -210,3 +210,11 @@ class TopUpForm(forms.Form):
 
 class CardForm(forms.Form):
     payment_method = forms.ChoiceField(label="Card for orders (test mode)", choices=TEST_CARDS)
+
+
+class OfferOrderForm(forms.Form):
+    """Order one offer directly from the offer browser: how many nodes, for how long."""
+
+    nodes = forms.IntegerField(label="Nodes", min_value=1, max_value=1024, initial=1)
+    duration_hours = forms.DecimalField(label="For how long (hours)", min_value=Decimal("0.01"),
+                                        max_value=Decimal(720), decimal_places=2, initial=Decimal(1))

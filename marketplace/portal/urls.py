@@ -18,6 +18,7 @@ urlpatterns = [
     path("recommend/", recommend.recommend, name="recommend"),
     path("recommend/quote/", recommend.quote, name="quote"),
     path("offers/", search.offers, name="offers"),
+    path("offers/<int:offer_id>/order/", orders.offer_order, name="offer-order"),
     path("orders/", orders.order_list, name="orders"),
     path("orders/new/<uuid:quote_id>/<int:offer_id>/", orders.order_new, name="order-new"),
     path("orders/<int:pk>/", orders.order_detail, name="order-detail"),

@@ -110,6 +110,19 @@ def test_provider_uploads_machines_and_customers_find_them(page, url, portal_dat
     expect(found.nth(1)).to_contain_text("$21.50")
     shot(page, "customer-finds-offers")
 
+    # ... and orders one as listed: more nodes than are free is refused beside the field; a fit gets a quote.
+    found.nth(1).get_by_role("link", name="Order fjord-8x-h100 from Fjord Compute").click()
+    page.get_by_label("Nodes").fill("4")
+    page.get_by_label("For how long (hours)").fill("3")
+    page.get_by_role("button", name="Get a quote").click()
+    expect(page.locator("#err-nodes")).to_have_text(
+        "This offer cannot run it: fewer nodes available than the workload needs.")
+    page.get_by_label("Nodes").fill("2")
+    page.get_by_role("button", name="Get a quote").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Order 2 nodes of 8× NVIDIA H100-SXM5-80GB")
+    expect(page.locator("#quote")).to_contain_text("$43.00 per hour for the configuration")
+    expect(page.locator("#quote")).to_contain_text("$129.00 in total")
+
 
 def test_capacity_form_errors_beside_fields_and_policies(page, url, portal_data, shot):
     from marketplace.models import Offer, Provider

@@ -11,15 +11,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from broker.engine.filters import BY_CODE
 from marketplace.errors import DomainError
 from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
 from marketplace.orders.serializers import JobSerializer
 from marketplace.orders.services.cancel import order_cancel
 from marketplace.orders.services.placement import JobInput, PlacementInput, order_place
-from marketplace.portal.forms import OrderForm, apply_domain_error
+from marketplace.portal.forms import OfferOrderForm, OrderForm, apply_domain_error
 from marketplace.portal.orders import order_progress
 from marketplace.portal.views.access import signed_in
-from marketplace.services.quotes import quote_get, quote_is_expired
+from marketplace.selectors.offers import offer_visible
+from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired
 
 LIVE_POLL_SECONDS = 2
 
@@ -75,6 +77,35 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
                 return redirect("portal:order-detail", pk=order.pk)
     return render(request, "portal/orders/new.html", {
         "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form})
+
+
+def _explained(exc: DomainError) -> DomainError:
+    """The engine's reason codes for an infeasible configuration, as the sentences the engine documents."""
+    if exc.code != "offer_not_feasible":
+        return exc
+    codes = [c.strip() for m in exc.fields.get("nodes", []) for c in m.split(";") if c.strip()]
+    text = "; ".join(BY_CODE[c].description if c in BY_CODE else c for c in codes)
+    return DomainError(exc.message, fields={"nodes": [f"This offer cannot run it: {text}."]}, code=exc.code)
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def offer_order(request: HttpRequest, offer_id: int) -> HttpResponse:
+    """Order one listed offer as it is: the engine prices the configuration into a quote, then the order form."""
+    offer = offer_visible(user=request.user, offer_id=offer_id)
+    if offer is None or offer["status"] != "listed":
+        messages.error(request, f"Offer {offer_id} is not listed.")
+        return redirect("portal:offers")
+    form = OfferOrderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            quote = quote_for_offer(request.user, offer_id, form.cleaned_data["nodes"],
+                                    float(form.cleaned_data["duration_hours"]))
+        except DomainError as exc:
+            apply_domain_error(form, _explained(exc))
+        else:
+            return redirect("portal:order-new", quote_id=quote.id, offer_id=offer_id)
+    return render(request, "portal/orders/offer.html", {"nav": "offers", "offer": offer, "form": form})
 
 
 @signed_in

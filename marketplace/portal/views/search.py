@@ -31,7 +31,8 @@ COLUMNS = (  # (label, sort field or '', numeric)
 
 def offers(request: HttpRequest) -> HttpResponse:
     form = OfferFilterForm(request.GET)
-    context: dict = {"form": form, "nav": "offers", "columns": COLUMNS, "rows": [], "searched": False}
+    context: dict = {"form": form, "nav": "offers", "columns": COLUMNS, "rows": [], "searched": False,
+                     "can_order": request.user.is_authenticated and request.user.role == "customer"}
     ordering = DEFAULT_ORDERING
     if form.is_valid():
         ordering = form.cleaned_data.get("ordering") or DEFAULT_ORDERING
