@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from broker.engine.filters import BY_CODE
+from marketplace.billing.selectors.billing import charge_for
 from marketplace.errors import DomainError
 from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
 from marketplace.orders.serializers import JobSerializer
@@ -116,7 +117,11 @@ def order_list(request: HttpRequest) -> HttpResponse:
 
 def _live_context(request: HttpRequest, pk: int) -> dict:
     order = order_for_user(request.user, pk)
-    return {"order": order, "events": list(order_events(order)), "log": order_log(order),
+    try:
+        charge = charge_for(request.user, pk)
+    except DomainError:
+        charge = None  # placed without payment (an operator's demo order)
+    return {"order": order, "events": list(order_events(order)), "log": order_log(order), "charge": charge,
             "progress": order_progress(order), "poll": LIVE_POLL_SECONDS, "nav": "orders"}
 
 
