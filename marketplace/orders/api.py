@@ -48,7 +48,7 @@ class OrderCollectionView(ListAPIView):
     filter_backends: list = []
 
     def get_queryset(self):
-        return orders_visible(self.request.user).select_related("customer").order_by("-created_at", "-id")
+        return orders_visible(self.request.user).order_by("-created_at", "-id")
 
     @extend_schema(operation_id="orders_list", summary="Your orders (operators: all), newest first",
                    responses={200: OrderSerializer(many=True), **ERROR_RESPONSES}, tags=["orders"])

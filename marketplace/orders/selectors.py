@@ -14,7 +14,7 @@ MAX_LOG_CHARS = 64 * 1024
 
 
 def orders_visible(user: User) -> QuerySet[Order]:
-    qs = Order.objects.select_related("offer__provider", "offer__accelerator", "offer__region")
+    qs = Order.objects.select_related("customer", "offer__provider", "offer__accelerator", "offer__region")
     return qs if user.is_operator else qs.filter(customer=user)
 
 

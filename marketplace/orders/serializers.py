@@ -38,7 +38,7 @@ class JobSerializer(serializers.Serializer):
     image = serializers.CharField(max_length=300, required=False, allow_blank=True, default="",
                                   help_text="Container image reference, for providers that run images.")
     env = serializers.JSONField(required=False, default=dict, help_text="Environment: {NAME: string value}.")
-    duration_hours = serializers.DecimalField(max_digits=8, decimal_places=4, max_value=MAX_DURATION_HOURS,
+    duration_hours = serializers.DecimalField(max_digits=None, decimal_places=4, max_value=MAX_DURATION_HOURS,
                                               help_text="Time limit of the job: 0 < hours <= 720.")
     budget_cap_usd = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True,
                                               default=None, help_text="Stop the job when metering reaches this.")
@@ -83,7 +83,7 @@ class OrderCreateSerializer(serializers.Serializer):
     quote_id = serializers.UUIDField(required=False, help_text="A quote of yours (GET it from /recommendations/).")
     offer_id = serializers.IntegerField(required=False, min_value=1, help_text="Or: an offer id, with nodes.")
     nodes = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
-    duration_hours = serializers.DecimalField(required=False, max_digits=8, decimal_places=4,
+    duration_hours = serializers.DecimalField(required=False, max_digits=None, decimal_places=4,
                                               max_value=MAX_DURATION_HOURS,
                                               help_text="For offer + configuration; defaults to job.duration_hours.")
     job = JobSerializer()

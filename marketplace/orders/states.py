@@ -5,7 +5,7 @@
        │            │          │   └─ failover (next        │  └──► failed
        │            │          │      alternative, re-      │
        ▼            ▼          ▼      reserved) ─► queued   ▼
-    expired     cancelled    stopping / failed / cancelled  failed
+    expired     cancelled    stopping (cancel) / failed     failed
 
 - reserved: capacity is held (Reservation rows); nothing has been asked of a provider. A reservation that never
   proceeds expires (reconciler) -> expired.
@@ -41,7 +41,7 @@ IN_FLIGHT: frozenset[State] = frozenset({State.QUEUED, State.PROVISIONING, State
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.RESERVED: frozenset({State.QUEUED, State.CANCELLED, State.EXPIRED, State.FAILED}),
     State.QUEUED: frozenset({State.PROVISIONING, State.CANCELLED, State.FAILED}),
-    State.PROVISIONING: frozenset({State.RUNNING, State.QUEUED, State.STOPPING, State.CANCELLED, State.FAILED}),
+    State.PROVISIONING: frozenset({State.RUNNING, State.QUEUED, State.STOPPING, State.FAILED}),
     State.RUNNING: frozenset({State.STOPPING, State.FAILED}),
     State.STOPPING: frozenset({State.COMPLETED, State.CANCELLED, State.FAILED}),
     State.COMPLETED: frozenset(),

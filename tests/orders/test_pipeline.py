@@ -26,12 +26,12 @@ T = "test"
 
 @pytest.fixture
 def offer_a(provider_a, make_node_offer):
-    return make_node_offer(provider_a, nodes=1, price="20.0000", external_id="a-1")
+    return make_node_offer(provider_a, nodes=1, price="20.0000")
 
 
 @pytest.fixture
 def offer_b(provider_b, make_node_offer):
-    return make_node_offer(provider_b, nodes=1, price="30.0000", external_id="b-1")
+    return make_node_offer(provider_b, nodes=1, price="30.0000")
 
 
 def place(customer, make_quote, offers, key="k1", **job_kw) -> Order:
@@ -63,8 +63,8 @@ def test_zero_boot_latency_goes_straight_to_running(customer, offer_a, make_quot
 
     order.refresh_from_db()
     assert order.state == "running"
-    assert order.job_ref == sim.job_ref_for(f"order:{order.pk}:attempt:1")
-    assert sim.jobs_created(f"order:{order.pk}:attempt:1") == 1
+    assert order.job_ref == sim.job_ref_for(order.provider_key(1))
+    assert sim.jobs_created(order.provider_key(1)) == 1
     assert outbox() == [("workers.tasks.orders.meter", [order.pk, 1])]
     assert OutboxMessage.objects.get().countdown == 30.0
     assert states(order) == [("", "reserved"), ("reserved", "queued"), ("queued", "provisioning"),
@@ -74,7 +74,7 @@ def test_zero_boot_latency_goes_straight_to_running(customer, offer_a, make_quot
 
 
 def test_a_redelivered_provision_never_creates_a_second_job(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", boot_latency_s=30)
+    sim.configure_offer(offer_a.external_id, boot_latency_s=30)
     order = place(customer, make_quote, [offer_a])
     nxt = pipeline.step_provision(order.pk, 1, task=T)
     assert (nxt.task, nxt.args, nxt.countdown) == ("workers.tasks.orders.poll_status", (order.pk, 1), 2.0)
@@ -82,14 +82,13 @@ def test_a_redelivered_provision_never_creates_a_second_job(customer, offer_a, m
     again = pipeline.step_provision(order.pk, 1, task=T)  # the same message delivered again
 
     assert (again.task, again.args) == ("workers.tasks.orders.poll_status", (order.pk, 1))
-    assert sim.create_calls(f"order:{order.pk}:attempt:1") == 1
-    assert sim.jobs_created() == 1
+    assert sim.create_calls(order.provider_key(1)) == 1
     resumed = OrderEvent.objects.filter(order=order, reason__startswith="provisioning resumed").count()
     assert resumed == 1
 
 
 def test_poll_waits_while_pending(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", boot_latency_s=30)
+    sim.configure_offer(offer_a.external_id, boot_latency_s=30)
     order = place(customer, make_quote, [offer_a])
     pipeline.step_provision(order.pk, 1, task=T)
     nxt = pipeline.step_poll(order.pk, 1, task=T)
@@ -99,7 +98,7 @@ def test_poll_waits_while_pending(customer, offer_a, make_quote, sim):
 
 
 def test_capacity_gone_fails_over_to_the_next_alternative(customer, offer_a, offer_b, make_quote, sim):
-    sim.revoke_capacity("a-1")
+    sim.revoke_capacity(offer_a.external_id)
     order = place(customer, make_quote, [offer_a, offer_b])
     OutboxMessage.objects.all().delete()
 
@@ -117,12 +116,12 @@ def test_capacity_gone_fails_over_to_the_next_alternative(customer, offer_a, off
 
     pipeline.step_provision(order.pk, 2, task=T)
     order.refresh_from_db()
-    assert (order.state, order.job_ref) == ("running", sim.job_ref_for(f"order:{order.pk}:attempt:2"))
+    assert (order.state, order.job_ref) == ("running", sim.job_ref_for(order.provider_key(2)))
 
 
 def test_boot_failure_with_no_alternative_left_fails_no_capacity(customer, offer_a, offer_b, make_quote, sim):
-    sim.configure_offer("a-1", failure_rate=1.0)
-    sim.revoke_capacity("b-1")
+    sim.configure_offer(offer_a.external_id, failure_rate=1.0)
+    sim.revoke_capacity(offer_b.external_id)
     order = place(customer, make_quote, [offer_a, offer_b])
     OutboxMessage.objects.all().delete()
     pipeline.step_provision(order.pk, 1, task=T)  # boots, then fails at once (zero latency)
@@ -134,17 +133,17 @@ def test_boot_failure_with_no_alternative_left_fails_no_capacity(customer, offer
     assert (order.state, order.failure_code) == ("failed", "no_capacity")
     assert "capacity_gone" in order.failure_reason
     assert Reservation.objects.filter(order=order, active=True).count() == 0
-    job_1 = sim.job_ref_for(f"order:{order.pk}:attempt:1")
+    job_1 = sim.job_ref_for(order.provider_key(1))
     assert outbox() == [("workers.tasks.orders.terminate_job", [order.pk, offer_a.id, job_1]),  # the failed boot
                         ("workers.tasks.orders.provision", [order.pk, 2])]
 
 
 def test_failover_skips_full_alternatives_and_is_bounded(customer, provider_b, make_node_offer, make_quote, sim,
                                                          offer_a, monkeypatch):
-    full = make_node_offer(provider_b, nodes=1, external_id="full")
-    spare = make_node_offer(provider_b, nodes=1, external_id="spare")
+    full = make_node_offer(provider_b, nodes=1)
+    spare = make_node_offer(provider_b, nodes=1)
     place(customer, make_quote, [full], key="filler")
-    sim.revoke_capacity("a-1")
+    sim.revoke_capacity(offer_a.external_id)
     monkeypatch.setenv("ORDERS_MAX_ATTEMPTS", "2")
     order = place(customer, make_quote, [offer_a, full, spare])
 
@@ -157,13 +156,18 @@ def test_failover_skips_full_alternatives_and_is_bounded(customer, provider_b, m
     assert Reservation.objects.filter(offer=spare).count() == 0
 
 
-def test_a_terminal_error_fails_at_once_with_its_code(customer, offer_a, offer_b, make_quote, sim, monkeypatch):
+def test_a_terminal_error_fails_the_attempt_at_once_then_the_order_with_its_code(customer, offer_a, offer_b,
+                                                                                make_quote, sim, monkeypatch):
     config = {"simulated": {"namespace": sim.namespace, "no_such_knob": 1}}
     monkeypatch.setenv("BROKER_DRIVER_CONFIG", json.dumps(config))
     order = place(customer, make_quote, [offer_a, offer_b])
-    pipeline.step_provision(order.pk, 1, task=T)
+    pipeline.step_provision(order.pk, 1, task=T)  # refused at once (no retry): the next alternative is tried
     order.refresh_from_db()
-    assert (order.state, order.failure_code, order.attempt) == ("failed", "bad_driver_config", 1)
+    assert (order.state, order.attempt) == ("queued", 2)
+    pipeline.step_provision(order.pk, 2, task=T)
+    order.refresh_from_db()
+    assert (order.state, order.failure_code, order.attempt) == ("failed", "bad_driver_config", 2)
+    assert order.failure_reason.startswith("attempt 2 on offer")
     assert Reservation.objects.filter(order=order, active=True).count() == 0
 
 
@@ -195,7 +199,7 @@ def test_meter_records_logs_and_money_then_stops_at_the_duration(customer, offer
 
 
 def test_a_job_that_exits_completes_the_order(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", run_duration_s=0)
+    sim.configure_offer(offer_a.external_id, run_duration_s=0)
     order = place(customer, make_quote, [offer_a])
     pipeline.step_provision(order.pk, 1, task=T)
     order.refresh_from_db()
@@ -210,7 +214,7 @@ def test_a_job_that_exits_completes_the_order(customer, offer_a, make_quote, sim
 
 
 def test_a_job_that_fails_fails_the_order_without_blaming_the_provider(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", run_failure_rate=1.0, run_duration_s=0.2)
+    sim.configure_offer(offer_a.external_id, run_failure_rate=1.0, run_duration_s=0.2)
     order = place(customer, make_quote, [offer_a])
     pipeline.step_provision(order.pk, 1, task=T)
     score_after_provisioning = Provider.objects.get(pk=offer_a.provider_id).reliability_score
@@ -239,7 +243,7 @@ def test_budget_cap_stops_the_job(customer, offer_a, make_quote, sim):
 
 
 def test_cancel_while_provisioning_terminates_the_job(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", boot_latency_s=30)
+    sim.configure_offer(offer_a.external_id, boot_latency_s=30)
     order = place(customer, make_quote, [offer_a])
     pipeline.step_provision(order.pk, 1, task=T)
 
@@ -259,7 +263,7 @@ def test_cancel_while_provisioning_terminates_the_job(customer, offer_a, make_qu
 
 
 def test_a_create_that_returns_after_cancel_is_terminated(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", boot_latency_s=30)
+    sim.configure_offer(offer_a.external_id, boot_latency_s=30)
     order = place(customer, make_quote, [offer_a])
     from marketplace.orders.services.transitions import order_claim_provisioning
 
@@ -269,12 +273,12 @@ def test_a_create_that_returns_after_cancel_is_terminated(customer, offer_a, mak
     assert Order.objects.get(pk=order.pk).state == "cancelled"
     # the create that was in flight now returns: the job is created, then terminated at once
     assert pipeline.step_provision(order.pk, 1, task=T) is None
-    spec_ref = sim.job_ref_for(f"order:{order.pk}:attempt:1")
+    spec_ref = sim.job_ref_for(order.provider_key(1))
     assert spec_ref is None  # the claim refused: the order moved on, so create was never even called
 
 
 def test_a_job_recorded_while_stopping_is_terminated_before_finishing(customer, offer_a, make_quote, sim):
-    sim.configure_offer("a-1", boot_latency_s=30)
+    sim.configure_offer(offer_a.external_id, boot_latency_s=30)
     order = place(customer, make_quote, [offer_a])
     from marketplace.orders.services.drivers import driver_for_offer, job_spec
     from marketplace.orders.services.transitions import order_claim_provisioning, order_record_job
@@ -282,7 +286,7 @@ def test_a_job_recorded_while_stopping_is_terminated_before_finishing(customer, 
     order = order_claim_provisioning(order.pk, 1, task=T)
     ref = driver_for_offer(offer_a).create(job_spec(order, offer_a))  # create is in flight ...
     order_cancel(user=customer, order_id=order.pk)                   # ... the customer cancels ...
-    assert order_record_job(order.pk, 1, ref, task=T) is True        # ... the job is recorded while stopping
+    assert order_record_job(order.pk, 1, ref, task=T) == "recorded"  # ... the job is recorded while stopping
     pipeline.step_stop(order.pk, task=T)
     order.refresh_from_db()
     assert order.state == "cancelled"

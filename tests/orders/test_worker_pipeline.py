@@ -57,7 +57,7 @@ def test_order_runs_shows_logs_completes_and_releases_capacity(worker, sim, clie
     assert final["text"].startswith(logs["text"])
     events = client.get(f"{URL}{order_id}/events/").json()["results"]
     assert [e["task"] for e in events if e["to_state"] == "running"] == ["workers.tasks.orders.poll_status"]
-    assert sim.jobs_created(f"order:{order_id}:attempt:1") == 1
+    assert sim.jobs_created(Order.objects.get(pk=order_id).provider_key(1)) == 1
     # 20 USD/h x the 2.5 s the simulated job ran, to the cent
     assert client.get(f"{URL}{order_id}/").json()["metered_usd"] == "0.01"
 
@@ -101,8 +101,8 @@ def test_failover_when_the_first_provider_fails(worker, sim, client_for, custome
     failover = OrderEvent.objects.get(order_id=order_id, from_state="provisioning", to_state="queued")
     assert failover.data == {"from_offer": first.id, "to_offer": second.id, "attempt": 2, "code": "provision_failed"}
     assert (free_units(first.id).count(), free_units(second.id).count()) == (1, 1)
-    assert sim.jobs_created(f"order:{order_id}:attempt:1") == 1
-    assert sim.jobs_created(f"order:{order_id}:attempt:2") == 1
+    assert sim.jobs_created(Order.objects.get(pk=order_id).provider_key(1)) == 1
+    assert sim.jobs_created(Order.objects.get(pk=order_id).provider_key(2)) == 1
     provider_a.refresh_from_db()
     provider_b.refresh_from_db()
     assert provider_a.reliability_score < provider_b.reliability_score
@@ -122,7 +122,7 @@ def test_idempotent_creation(worker, sim, client_for, customer, provider_a, make
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     wait_for_state(first.json()["id"], "completed")
     assert Order.objects.count() == 1
-    assert sim.jobs_created(f"order:{first.json()['id']}:attempt:1") == 1
+    assert sim.jobs_created(Order.objects.get(pk=first.json()["id"]).provider_key(1)) == 1
     assert Reservation.objects.filter(offer=offer).count() == 1
     replay = post(client, body, key="same-key")  # after completion: still the same order, nothing new
     assert (replay.status_code, replay.json()["id"], replay.json()["state"]) == (200, first.json()["id"],

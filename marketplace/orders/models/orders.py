@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,6 +12,10 @@ from django.db.models import Q
 from marketplace.orders.states import STOP_OUTCOMES, State
 
 MAX_DURATION_HOURS = Decimal("720")
+
+
+def new_key_salt() -> str:
+    return secrets.token_hex(6)
 
 
 class Order(models.Model):
@@ -42,6 +47,9 @@ class Order(models.Model):
     failure_reason = models.TextField(blank=True)
     redrives = models.PositiveSmallIntegerField(default=0, help_text="Reconciler re-drives in the current state.")
     # Idempotent creation.
+    key_salt = models.CharField(max_length=12, default=new_key_salt, editable=False,
+                                help_text="Makes provider idempotency keys unique even if order ids are reused "
+                                          "(a database restored or reset while a provider keeps its state).")
     idempotency_key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     # Money: USD per node-hour locked from the quote; metered = node price x nodes x hours run, rounded once.
@@ -94,7 +102,10 @@ class Order(models.Model):
     @property
     def idempotency_key_for_attempt(self) -> str:
         """The key every provider call of this attempt carries."""
-        return f"order:{self.pk}:attempt:{self.attempt}"
+        return self.provider_key(self.attempt)
+
+    def provider_key(self, attempt: int) -> str:
+        return f"order:{self.pk}:attempt:{attempt}:{self.key_salt}"
 
 
 class OrderEvent(models.Model):

@@ -21,17 +21,17 @@ _cache: dict[str, Driver] = {}
 _lock = threading.Lock()
 
 
-def driver_config(name: str, provider_id: int) -> dict[str, Any]:
+def driver_config(name: str, provider_id: int, offer_id: int | None = None) -> dict[str, Any]:
     options = config.driver_config(name)
-    if name == "agent":
+    if name == "agent":  # the provider's agent (the one that listed the offer first), URL and current secret
         from marketplace.agents.services import agent_driver_config
 
-        options.update(agent_driver_config(provider_id))
+        options.update(agent_driver_config(provider_id, offer_id=offer_id))
     return options
 
 
-def driver_named(name: str, provider_id: int) -> Driver:
-    options = driver_config(name, provider_id)
+def driver_named(name: str, provider_id: int, offer_id: int | None = None) -> Driver:
+    options = driver_config(name, provider_id, offer_id)
     key = json.dumps([name, options], sort_keys=True, default=str)
     with _lock:
         driver = _cache.get(key)
@@ -41,7 +41,7 @@ def driver_named(name: str, provider_id: int) -> Driver:
 
 
 def driver_for_offer(offer: Offer) -> Driver:
-    return driver_named(offer.driver, offer.provider_id)
+    return driver_named(offer.driver, offer.provider_id, offer.pk)
 
 
 def offer_external_id(offer: Offer) -> str:

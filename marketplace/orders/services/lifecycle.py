@@ -24,8 +24,12 @@ TASK_STOP = "workers.tasks.orders.stop"
 TASK_TERMINATE = "workers.tasks.orders.terminate_job"
 
 
-def locked(order_id: int) -> Order:
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+def locked(order_id: int, *, with_offer: bool = False) -> Order:
+    """The order row, locked (FOR UPDATE OF the order only); `with_offer` joins its offer and accelerator."""
+    rows = Order.objects.select_for_update(of=("self",))
+    if with_offer:
+        rows = rows.select_related("offer__accelerator")
+    order = rows.filter(pk=order_id).first()
     if order is None:
         raise NotFoundError(f"No order {order_id}.", code="order_not_found")
     return order

@@ -55,8 +55,20 @@ def relay_one(message: OutboxMessage, now: datetime | None = None) -> bool:
         log.warning("outbox: could not publish %s%s: %s", message.task, tuple(message.args), exc)
         OutboxMessage.objects.filter(pk=message.pk).update(attempts=F("attempts") + 1, last_error=str(exc)[:2000])
         return False
-    OutboxMessage.objects.filter(pk=message.pk).delete()
+    _forget(message.pk)
     return True
+
+
+def _forget(message_id: int) -> None:
+    """Delete a published row. Its durability does not matter (if a crash loses the DELETE, the row is published
+    again and the task, being idempotent, does nothing new), so on PostgreSQL it does not wait for the WAL flush."""
+    rows = OutboxMessage.objects.filter(pk=message_id)
+    with transaction.atomic(using=rows.db):
+        connection = transaction.get_connection(rows.db)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)
 
 
 def relay_pending(now: datetime | None = None, limit: int = 500) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 services. A step returns the next self-rescheduling poll (`Next`) or None; it never waits for the provider.
 
 TransientDriverError propagates to the task, which retries it with backoff and, when retries are exhausted,
-calls the step's `give_up_*`. CapacityGoneError and failures to come up fail over; other TerminalDriverErrors
-fail the order at once with the error's code.
+calls the step's `give_up_*`. Before the job runs, a TerminalDriverError (capacity gone, the provider refusing
+the job or our signature) or a job that fails to come up fails the attempt at once (no retry) and fails over to
+the next alternative; once running, a terminal error stops the order as failed with the error's code.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from marketplace.orders.services.metering import budget_reached, order_append_lo
 from marketplace.orders.services.transitions import (
     order_begin_stop,
     order_claim_provisioning,
-    order_fail,
     order_finish,
-    order_mark_running,
     order_record_job,
 )
 from marketplace.orders.states import State
 from workers.drivers.base import (
-    CapacityGoneError,
     Driver,
     DriverError,
     JobState,
@@ -64,15 +62,8 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     try:
         driver = driver_for_offer(offer)
         job_ref = driver.create(job_spec(order, offer), timeout_s=config.driver_timeout_s())
-    except CapacityGoneError as exc:
+    except TerminalDriverError as exc:  # capacity gone, or refused: this attempt failed, try the next alternative
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
-        return None
-    except TerminalDriverError as exc:
-        order_fail(order_id, code=exc.code, reason=f"the provider refused the job: {exc.message}", task=task,
-                   attempt=attempt)
-        return None
-    if not order_record_job(order_id, attempt, job_ref, task=task):
-        _terminate_quietly(driver, job_ref)  # the order moved on (cancelled) while the job was being created
         return None
     return _after_status(order_id, attempt, driver, job_ref, task=task)
 
@@ -106,25 +97,33 @@ def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task:
 
 
 def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, task: str) -> Next | None:
+    """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over."""
     status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
-    now = timezone.now()
-    if status.state == JobState.PENDING:
-        order = Order.objects.only("provisioning_at").get(pk=order_id)
-        waited = (now - (order.provisioning_at or now)).total_seconds()
-        if waited > config.provision_timeout_s():
-            _terminate_quietly(driver, job_ref)
-            order_failover(order_id, attempt, code="provision_timeout",
-                           reason=f"still pending after {waited:.0f} s", task=task)
-            return None
-        touch(order_id, now)
-        return Next(TASK_POLL, (order_id, attempt), config.poll_interval_s())
-    if status.state == JobState.LOST or (status.state in (JobState.FAILED, JobState.CANCELLED)
-                                         and status.exit_code is None):
+    came_up = status.state not in (JobState.PENDING, JobState.LOST) and not (
+        status.state in (JobState.FAILED, JobState.CANCELLED) and status.exit_code is None)
+    outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message,
+                               meter_now=status.state.finished)
+    if outcome == "orphan":  # the order moved on (e.g. cancelled) while the job was being created
+        _terminate_quietly(driver, job_ref)
+        return None
+    if outcome == "running" or came_up:
+        return None
+    if status.state != JobState.PENDING:  # it never came up: this attempt failed
         code = "job_lost" if status.state == JobState.LOST else "provision_failed"
         order_failover(order_id, attempt, code=code, reason=status.message or status.state.value, task=task)
         return None
-    order_mark_running(order_id, attempt, task=task, message=status.message, meter_now=status.state.finished)
-    return None
+    now = timezone.now()
+    order = Order.objects.only("provisioning_at", "state").get(pk=order_id)
+    if order.state != State.PROVISIONING:
+        return None
+    waited = (now - (order.provisioning_at or now)).total_seconds()
+    if waited > config.provision_timeout_s():
+        _terminate_quietly(driver, job_ref)
+        order_failover(order_id, attempt, code="provision_timeout", reason=f"still pending after {waited:.0f} s",
+                       task=task)
+        return None
+    touch(order_id, now)
+    return Next(TASK_POLL, (order_id, attempt), config.poll_interval_s())
 
 
 # ------------------------------------------------------------------------------------------------ meter
@@ -229,7 +228,7 @@ def step_terminate(offer_id: int, job_ref: str) -> None:
 
     offer = Offer.objects.filter(pk=offer_id).only("pk", "driver", "provider_id").first()
     if offer is not None:
-        driver_named(offer.driver, offer.provider_id).terminate(job_ref, timeout_s=config.driver_timeout_s())
+        driver_named(offer.driver, offer.provider_id, offer.pk).terminate(job_ref, timeout_s=config.driver_timeout_s())
 
 
 def _terminate_quietly(driver: Driver, job_ref: str) -> None:

@@ -118,18 +118,22 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     candidates = list(alternatives_of(plan))[: config.max_attempts()]
     if not candidates:
         raise ConflictError("The quote has no alternative an order can use.", code="no_capacity")
-    reservations.lock_offers([alt.offer_id for _, alt in candidates])
+    offers = reservations.lock_offers([alt.offer_id for _, alt in candidates])
+    first = candidates[0]
+    if first[1].offer_id not in offers:
+        raise ConflictError("The quote's first offer no longer exists.", code="no_capacity")
     order = Order(customer=user, quote=quote, plan=plan, command=job.command, image=job.image, env=job.env,
                   duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd, state=State.RESERVED,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
-    apply_alternative(order, *candidates[0])
+    apply_alternative(order, *first, offers[first[1].offer_id])
     order.save()
-    expires_at = now + timedelta(seconds=config.reservation_ttl_s())
+    # Held until the order proceeds; placed and queued in this same transaction, it never expires.
+    expires_at = None if queue else now + timedelta(seconds=config.reservation_ttl_s())
     skipped: list[int] = []
-    held, chosen = None, candidates[0]
+    held, chosen = None, first
     for candidate in candidates:
-        held = reservations.reserve(order, candidate[1].offer_id, candidate[1].nodes, attempt=1,
-                                    expires_at=expires_at)
+        offer = offers.get(candidate[1].offer_id)
+        held = reservations.reserve(order, offer, candidate[1].nodes, attempt=1, expires_at=expires_at)
         if held:
             chosen = candidate
             break
@@ -137,8 +141,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     if not held:
         raise ConflictError(f"No capacity left on the quote's alternatives (offers {', '.join(map(str, skipped))}).",
                             code="no_capacity", extra={"offers": skipped})
-    if chosen is not candidates[0]:
-        apply_alternative(order, *chosen)
+    if chosen is not first:
+        apply_alternative(order, *chosen, offers[chosen[1].offer_id])
         order.save(update_fields=["offer", "plan_index", "nodes", "accelerator_count", "node_price_per_hour",
                                   "driver"])
     OrderEvent.objects.create(order=order, from_state="", to_state=State.RESERVED, at=now, actor=user,
@@ -146,5 +150,5 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                               data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
                                     "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})
     if queue:
-        queue_locked(order, now=now, actor=user)
+        queue_locked(order, now=now, actor=user, confirm=False)
     return order

@@ -52,10 +52,9 @@ def alternatives_of(plan: list[dict[str, Any]]) -> Iterator[tuple[int, Alternati
             yield index, alternative
 
 
-def apply_alternative(order: Order, index: int, alternative: Alternative) -> None:
-    """Point the order at an alternative (the caller saves and records the event)."""
-    offer = Offer.objects.only("pk", "driver", "accelerator_count").get(pk=alternative.offer_id)
-    order.offer_id = offer.pk
+def apply_alternative(order: Order, index: int, alternative: Alternative, offer: Offer) -> None:
+    """Point the order at an alternative and its offer row (the caller saves and records the event)."""
+    order.offer = offer
     order.plan_index = index
     order.nodes = alternative.nodes
     order.accelerator_count = offer.accelerator_count

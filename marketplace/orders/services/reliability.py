@@ -5,21 +5,25 @@ Each observation is a value in 0..1:
 - failed to provision (boot failure, capacity gone, stayed pending too long, unreachable): 0.0;
 - a run that ended because the provider lost or killed it: 0.0; a run that completed: 1.0.
 A job that exits non-zero is the customer's fault and is not observed; nor is a customer's cancel.
-score <- score + ALPHA x (value - score), starting from PRIOR for a provider never observed; 3 decimals.
+score <- round(score + ALPHA x (value - score), 3), starting from PRIOR for a provider never observed.
 Call inside the transaction of the transition that observed it, after every other lock (order, offers).
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from marketplace.models import Provider
+from django.db import models
+from django.db.models import ExpressionWrapper, F, Subquery, Value
+from django.db.models.functions import Coalesce, Round
+
+from marketplace.models import Offer, Provider
 
 ALPHA = Decimal("0.2")
 PRIOR = Decimal("0.5")
 FAST_S = 300.0
 SLOW_S = 1800.0
-STEP = Decimal("0.001")
+SCORE = models.DecimalField(max_digits=4, decimal_places=3)
 
 
 def provisioning_value(seconds_to_running: float) -> Decimal:
@@ -29,11 +33,11 @@ def provisioning_value(seconds_to_running: float) -> Decimal:
     return (Decimal(1) - Decimal(str(round(late, 6))) / 2).quantize(Decimal("0.000001"))
 
 
-def reliability_observe(provider_id: int, value: Decimal) -> Decimal:
-    """Fold one observation into the provider's score; returns the new score."""
-    provider = Provider.objects.select_for_update().only("pk", "reliability_score").get(pk=provider_id)
-    old = provider.reliability_score if provider.reliability_score is not None else PRIOR
-    new = (old + ALPHA * (Decimal(value) - old)).quantize(STEP, rounding=ROUND_HALF_UP)
-    new = min(Decimal(1), max(Decimal(0), new))
-    Provider.objects.filter(pk=provider_id).update(reliability_score=new)
-    return new
+def reliability_observe(offer_id: int, value: Decimal | int) -> None:
+    """Fold one observation into the score of the offer's provider: one UPDATE (its row lock serialises
+    observers)."""
+    current = Coalesce(F("reliability_score"), Value(PRIOR), output_field=SCORE)
+    provider = Offer.objects.filter(pk=offer_id).values("provider_id")
+    Provider.objects.filter(pk=Subquery(provider)).update(reliability_score=Round(
+        ExpressionWrapper(current + Value(ALPHA) * (Value(Decimal(value)) - current), output_field=SCORE),
+        precision=3, output_field=SCORE))

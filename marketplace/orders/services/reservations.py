@@ -4,15 +4,14 @@ Locking order (everywhere): the order row, then offer rows by ascending id, then
 Reserving locks the offer row (select_for_update), so concurrent reservations of one offer queue up on
 PostgreSQL; SQLite's BEGIN IMMEDIATE serialises every writer anyway. The free-unit count is the fast path; the
 partial unique index `reservation_one_active_per_unit` is what makes a double booking impossible: if two
-transactions ever chose the same unit, the second INSERT fails and that alternative counts as full.
+transactions ever chose the same unit, the second INSERT fails and its whole transaction rolls back (a 409).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
@@ -36,8 +35,10 @@ def capacity_sync(offer: Offer) -> None:
 
 
 def _in_step(offer: Offer) -> bool:
-    live = CapacityUnit.objects.filter(offer_id=offer.pk, retired=False)
-    return live.count() == offer.nodes_available and not live.filter(index__gte=offer.nodes_available).exists()
+    """One query: the live units are exactly 0..nodes_available-1."""
+    live = CapacityUnit.objects.filter(offer_id=offer.pk, retired=False).aggregate(n=Count("pk"), top=Max("index"))
+    wanted = offer.nodes_available
+    return live["n"] == wanted and (wanted == 0 or live["top"] == wanted - 1)
 
 
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
@@ -45,34 +46,34 @@ def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
     return CapacityUnit.objects.filter(offer_id=offer_id, retired=False).filter(~Exists(held)).order_by("index")
 
 
-def lock_offers(offer_ids: list[int]) -> None:
+LOCKED_FIELDS = ("id", "provider_id", "status", "nodes_available", "driver", "accelerator_count")
+
+
+def lock_offers(offer_ids: list[int]) -> dict[int, Offer]:
     """Lock the offers a transaction may reserve on, in ascending id order (no deadlock between two orders whose
-    alternatives name the same offers in different orders)."""
-    list(Offer.objects.select_for_update().filter(pk__in=sorted(set(offer_ids))).order_by("pk").values_list("pk"))
+    alternatives name the same offers in different orders). Returns them by id (the fields reserving needs)."""
+    rows = Offer.objects.select_for_update().filter(pk__in=sorted(set(offer_ids))).order_by("pk").only(*LOCKED_FIELDS)
+    return {offer.pk: offer for offer in rows}
 
 
-def reserve(order: Order, offer_id: int, nodes: int, *, attempt: int,
+def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
             expires_at: datetime | None) -> list[Reservation] | None:
-    """Hold `nodes` units of the offer for the order's attempt; None when the offer cannot take it.
+    """Hold `nodes` units of the offer (locked by lock_offers) for the order's attempt; None when it cannot.
 
-    Call inside a transaction that already holds the order row. Nothing is written when it returns None.
+    Nothing is written when it returns None. If the database refuses an INSERT (a unit held by another
+    transaction: impossible while the offer row is locked, but the partial unique index is the guarantee), the
+    IntegrityError propagates and the caller's whole transaction is rolled back.
     """
-    offer = Offer.objects.select_for_update().filter(pk=offer_id, status=Offer.Status.LISTED).first()
-    if offer is None or offer.nodes_available < nodes:
+    if offer is None or offer.status != Offer.Status.LISTED or offer.nodes_available < nodes:
         return None
     if not _in_step(offer):
         capacity_sync(offer)
     units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
     if len(units) < nodes:
         return None
-    rows = [Reservation(order=order, unit_id=unit, offer_id=offer.pk, attempt=attempt,
-                        expires_at=expires_at)
-            for unit in units]
-    try:
-        with transaction.atomic():
-            return Reservation.objects.bulk_create(rows)
-    except IntegrityError:  # the database refused: another transaction holds one of these units
-        return None
+    return Reservation.objects.bulk_create([
+        Reservation(order=order, unit_id=unit, offer_id=offer.pk, attempt=attempt, expires_at=expires_at)
+        for unit in units])
 
 
 def release(order: Order, *, reason: str, now: datetime) -> int:

@@ -34,11 +34,13 @@ from marketplace.orders.states import State
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable"})
 
 
-def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task: str = "") -> None:
+def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task: str = "",
+                 confirm: bool = True) -> None:
     """reserved -> queued on an order the caller has locked (placement does it in its own transaction)."""
     move(order, State.QUEUED, now=now, reason="queued for provisioning", actor=actor, task=task,
          data={"attempt": order.attempt})
-    reservations.confirm(order)
+    if confirm:
+        reservations.confirm(order)
     outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
 
 
@@ -53,7 +55,7 @@ def order_queue(order_id: int, *, actor: User | None = None, task: str = "", now
 def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime | None = None) -> Order | None:
     """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
     now = now or timezone.now()
-    order = locked(order_id)
+    order = locked(order_id, with_offer=True)
     if order.attempt != attempt:
         return None
     if order.state == State.QUEUED:
@@ -68,40 +70,34 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
 
 
 @transaction.atomic
-def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, now: datetime | None = None) -> bool:
-    """Store the provider's job reference. False when the order moved on: the caller terminates that job."""
+def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, running: bool = False,
+                     message: str = "", meter_now: bool = False, now: datetime | None = None) -> str:
+    """Store the provider's job reference and, when the job runs, provisioning -> running (one transaction).
+
+    Returns "running" (moved to running: the provider's reliability gets a provisioning observation and metering
+    starts, at once when the job already finished), "recorded" (the job is pending, or the order is stopping and
+    its stop task will terminate the job) or "orphan" (the order moved on: the caller terminates the job).
+    """
     now = now or timezone.now()
     order = locked(order_id)
     if order.attempt != attempt or order.state not in (State.PROVISIONING, State.STOPPING):
-        return False
-    if order.job_ref == job_ref:
-        return True
-    if order.job_ref:  # a different job for the same idempotency key: the provider broke its contract
+        return "orphan"
+    if order.job_ref and order.job_ref != job_ref:  # another job for the same key: the provider broke its contract
         raise ConflictError(f"Order {order_id} attempt {attempt} already has job {order.job_ref}, not {job_ref}.")
+    created = not order.job_ref
     order.job_ref = job_ref
-    note(order, now=now, reason="job created at the provider", task=task,
-         data={"attempt": attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt},
-         extra_fields=("job_ref",))
-    return True
-
-
-@transaction.atomic
-def order_mark_running(order_id: int, attempt: int, *, task: str, message: str = "", meter_now: bool = False,
-                       now: datetime | None = None) -> Order | None:
-    """provisioning -> running; the provider's reliability gets a provisioning observation; metering starts
-    (at once when the job already finished, e.g. a short command)."""
-    now = now or timezone.now()
-    order = locked(order_id)
-    if order.attempt != attempt or order.state != State.PROVISIONING:
-        return None
-    waited = (now - (order.provisioning_at or now)).total_seconds()
-    move(order, State.RUNNING, now=now, reason="job running", task=task,
-         data={"attempt": attempt, "job_ref": order.job_ref, "seconds_to_running": round(waited, 3),
-               "message": message})
-    reliability_observe(order.offer.provider_id, provisioning_value(waited))
-    countdown = 0.0 if meter_now else min(config.meter_interval_s(), float(order.duration_hours) * 3600)
-    outbox.enqueue(TASK_METER, [order.pk, attempt], countdown=countdown)
-    return order
+    job = {"attempt": attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt}
+    if running and order.state == State.PROVISIONING:
+        waited = (now - (order.provisioning_at or now)).total_seconds()
+        move(order, State.RUNNING, now=now, reason="job running", task=task, extra_fields=("job_ref",),
+             data={**job, "seconds_to_running": round(waited, 3), "message": message, "job_created": created})
+        reliability_observe(order.offer_id, provisioning_value(waited))
+        countdown = 0.0 if meter_now else min(config.meter_interval_s(), float(order.duration_hours) * 3600)
+        outbox.enqueue(TASK_METER, [order.pk, attempt], countdown=countdown)
+        return "running"
+    if created:
+        note(order, now=now, reason="job created at the provider", task=task, data=job, extra_fields=("job_ref",))
+    return "recorded"
 
 
 @transaction.atomic
@@ -155,9 +151,9 @@ def order_finish(order_id: int, *, terminated_ref: str, task: str, data: dict | 
          extra_fields=("stop_outcome",))
     if order.running_at is not None and outcome != State.CANCELLED:
         if outcome == State.COMPLETED:
-            reliability_observe(order.offer.provider_id, 1)
+            reliability_observe(order.offer_id, 1)
         elif order.failure_code in PROVIDER_FAULT_CODES:
-            reliability_observe(order.offer.provider_id, 0)
+            reliability_observe(order.offer_id, 0)
     return order
 
 

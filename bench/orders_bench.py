@@ -1,0 +1,291 @@
+"""Orders end to end (create -> running) through real Celery workers, beside a no-op Celery task on the same Redis.
+
+    python -m bench.orders_bench [--orders 600] [--noop 4000] [--clients 8] [--keep-db]
+
+1. Creates its own PostgreSQL database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_orders;
+   dropped and created again; or BENCH_DATABASE_URL=sqlite:///path), migrates it, and creates a customer, a provider
+   and one simulated offer with enough capacity for every order (boot latency 0, so "running" is reached as soon as
+   the pipeline gets there).
+2. Starts one `celery worker --concurrency 2` (2 worker processes) on a private queue of BENCH_REDIS_URL (default
+   $REDIS_URL, else redis://127.0.0.1:6379/14), with this module included so it also knows the no-op task.
+3. No-op baseline: publishes --noop tasks that do nothing (ignore_result, acks_late like the order tasks) and
+   times them until the queue is empty and nothing is left unacknowledged.
+4. Orders: --clients threads POST /api/v1/orders/ (token auth, Idempotency-Key, full API stack in this process)
+   for --orders orders from one quote; each order's latency is its POST start -> its `running_at` (stamped by the
+   worker in the same transaction as provisioning -> running). Throughput = orders / (last running_at - first POST).
+5. Prints orders/s, p50/p99 create -> running, no-op tasks/s, the ratio and PASS/FAIL against ratio >= 0.2.
+   Results also go to bench/results/orders.json. Exits 1 when the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from celery import shared_task
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_orders"
+TARGET_RATIO = 0.2
+WORKER_PROCESSES = 2
+
+
+@shared_task(name="bench.orders_bench.noop", acks_late=True, ignore_result=True)
+def noop() -> None:
+    """The baseline: a task that does nothing (same options as the order tasks)."""
+
+
+# --- setup --------------------------------------------------------------------------------------------------
+
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise SystemExit(f"orders_bench: no Redis at {url} ({exc}); set BENCH_REDIS_URL") from None
+    return url
+
+
+def prepare_database(url: str) -> None:
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    from bench.search_bench import recreate_database
+
+    recreate_database(url)
+
+
+def make_fixture(orders: int) -> tuple[str, str]:
+    """(API token, quote id): a customer, a provider, one listed simulated offer with `orders` nodes, a quote."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.models import Accelerator, Offer, Provider, Quote, Region, User
+    from marketplace.services.tokens import token_create
+
+    customer = User.objects.create_user(username="bench-customer", password=uuid.uuid4().hex, role="customer")
+    provider = Provider.objects.create(name="Bench Cloud", slug="bench-cloud")
+    offer = Offer.objects.create(
+        provider=provider, external_id="bench-h100x8", name="bench 8x H100",
+        accelerator=Accelerator.objects.get(canonical_name="NVIDIA H100-SXM5-80GB"), accelerator_count=8,
+        accelerator_memory_gb=80, vcpus=96, ram_gb=1024, region=Region.objects.get(key="us-east-virginia"),
+        price_per_hour=Decimal("20.0000"), nodes_available=orders + 50, status="listed", driver="simulated")
+    now = timezone.now()
+    quote = Quote.objects.create(
+        user=customer, request={"bench": True}, objective="cost", created_at=now, expires_at=now + timedelta(hours=2),
+        alternatives=[{"rank": 1, "offer_id": offer.pk, "provider": provider.slug, "accelerator": "H100",
+                       "count": 8, "nodes": 1, "region": "us-east-virginia", "node_price_per_hour": "20.0000",
+                       "price_per_hour": "20.0000", "est_hours": 1.0, "est_total_usd": "20.00"}])
+    _, key = token_create(user=customer, name="bench")
+    return key, str(quote.id)
+
+
+def start_worker(env: dict[str, str], queue: str, log_path: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "celery", "-A", "broker", "worker", "--loglevel", "WARNING",
+            "--concurrency", str(WORKER_PROCESSES), "--queues", queue, "--hostname", f"{queue}@%h",
+            "--include", "bench.orders_bench", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    log = log_path.open("wb")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    return process
+
+
+def wait_ready(client, queue: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    """The worker is consuming once a probe task published to its queue has been taken and acknowledged."""
+    noop.apply_async(queue=queue)
+    deadline = time.monotonic() + timeout
+    while not drained(client, queue):
+        if process.poll() is not None:
+            raise SystemExit(f"orders_bench: the worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemExit("orders_bench: the worker did not start consuming")
+        time.sleep(0.05)
+
+
+def drained(client, queue: str) -> bool:
+    """No no-op task waiting in the queue or delivered but unacknowledged (acks_late: acked after it ran). The
+    order pipeline's meter tasks, held by the worker until their countdown, do not count."""
+    if client.llen(queue):
+        return False
+    for raw in client.hvals("unacked"):
+        message, _exchange, routing_key = json.loads(raw)
+        if routing_key == queue and message["headers"]["task"] == noop.name:
+            return False
+    return True
+
+
+# --- measurements -------------------------------------------------------------------------------------------
+
+def measure_noop(client, queue: str, count: int) -> float:
+    """No-op tasks per second: publish `count` and wait until all were run and acknowledged."""
+    start = time.perf_counter()
+    with noop.app.producer_or_acquire() as producer:
+        for _ in range(count):
+            noop.apply_async(queue=queue, producer=producer)
+    while not drained(client, queue):
+        time.sleep(0.01)
+    return count / (time.perf_counter() - start)
+
+
+def measure_orders(token: str, quote_id: str, count: int, clients: int, prefix: str
+                   ) -> tuple[float, list[float], int]:
+    """(orders/s create -> running, per-order latencies in ms, errors)."""
+    from django.db import connections
+    from rest_framework.test import APIClient
+
+    from marketplace.orders.models import Order
+
+    starts: dict[int, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def run(thread: int) -> None:
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        barrier.wait()
+        try:
+            for n in range(thread, count, clients):
+                began = time.time()
+                res = api.post("/api/v1/orders/", {"quote_id": quote_id, "job": {
+                    "command": "python serve.py", "duration_hours": "1"}}, format="json",
+                    HTTP_IDEMPOTENCY_KEY=f"{prefix}-{n}")
+                with lock:
+                    if res.status_code == 201:
+                        starts[res.json()["id"]] = began
+                    else:
+                        errors.append(f"{res.status_code} {res.content[:200]!r}")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    first = time.time()
+    for t in threads:
+        t.join()
+    created = time.time() - first
+    ids = list(starts)
+    deadline = time.monotonic() + 300
+    while Order.objects.filter(pk__in=ids, running_at__isnull=True).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("orders_bench: orders did not all reach running within 300 s")
+        time.sleep(0.02)
+    running = dict(Order.objects.filter(pk__in=ids).values_list("pk", "running_at"))
+    stuck = Order.objects.filter(pk__in=ids).exclude(state="running").count()
+    latencies = sorted((running[i].timestamp() - starts[i]) * 1000 for i in ids)
+    last = max(r.timestamp() for r in running.values())
+    print(f"orders_bench: {len(ids)} orders created in {created:.2f} s ({len(ids) / created:.1f}/s through the API), "
+          f"all running after {last - first:.2f} s", flush=True)
+    return len(ids) / (last - first), latencies, len(errors) + stuck
+
+
+def percentile(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+# --- main ---------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Orders create -> running vs a no-op Celery task.")
+    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--noop", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args(argv)
+
+    database_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
+    queue = f"bench-orders-{uuid.uuid4().hex[:8]}"
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    redis_address = redis_url()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_address, "CELERY_QUEUE": queue,
+           "BROKER_DEV": "1", "DEBUG": "0", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "broker.settings",
+           "BROKER_DRIVER_CONFIG": json.dumps({"simulated": {"namespace": namespace, "boot_latency_s": 0}}),
+           "ORDERS_METER_INTERVAL_S": "3600"}
+    os.environ.update(env)
+    print(f"orders_bench: database {database_url}, Redis {redis_address}, queue {queue}", flush=True)
+    prepare_database(database_url)
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    from workers.drivers.simulated import SimulatedDriver
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    client = redis.Redis.from_url(redis_address)
+    log_path = Path(settings.VAR_DIR) / "orders_bench_worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    worker = None
+    try:
+        call_command("migrate", verbosity=0)
+        token, quote_id = make_fixture(args.orders + 50)
+        connection.close()
+        worker = start_worker(env, queue, log_path)
+        wait_ready(client, queue, worker)
+        print(f"orders_bench: worker ready ({WORKER_PROCESSES} processes); warming up", flush=True)
+        measure_noop(client, queue, 200)
+        measure_orders(token, quote_id, 40, args.clients, "warmup")
+
+        noop_rate = measure_noop(client, queue, args.noop)
+        rate, latencies, errors = measure_orders(token, quote_id, args.orders, args.clients, "run")
+        noop_after = measure_noop(client, queue, args.noop)  # the baseline again, after the orders
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, 9)
+        client.delete(queue)
+        SimulatedDriver(redis_url=redis_address, namespace=namespace).reset()
+        connection.close()
+        if not args.keep_db and not database_url.startswith("sqlite"):
+            from bench.search_bench import drop_database
+
+            drop_database(database_url)
+
+    baseline = max(noop_rate, noop_after)
+    ratio = rate / baseline
+    ok = ratio >= TARGET_RATIO and errors == 0
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    print()
+    print(f"Orders create -> running: {args.orders} orders from {args.clients} API clients (in-process DRF), "
+          f"simulated driver with zero boot latency,")
+    print(f"  1 celery worker x {WORKER_PROCESSES} processes, {engine}, Redis {redis_address}")
+    print()
+    print(f"  orders/s (create -> running):   {rate:9.1f}")
+    print(f"  create -> running p50 / p99:    {p50:9.1f} / {p99:.1f} ms")
+    print(f"  no-op tasks/s (before / after): {noop_rate:9.1f} / {noop_after:.1f}   (baseline: the higher)")
+    print(f"  errors: {errors}")
+    print()
+    print(f"  ratio orders/s / no-op tasks/s: {ratio:.3f}  (target >= {TARGET_RATIO})   {'PASS' if ok else 'FAIL'}")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "orders.json").write_text(json.dumps({
+        "orders": args.orders, "clients": args.clients, "worker_processes": WORKER_PROCESSES, "database": engine,
+        "orders_per_s": rate, "p50_ms": p50, "p99_ms": p99, "noop_per_s": {"before": noop_rate, "after": noop_after},
+        "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok}, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
