@@ -96,6 +96,8 @@ def billing_order_finished(order_id: int) -> OrderCharge | None:
     charge = OrderCharge.objects.filter(order_id=order_id).first()
     if order is None or charge is None or not order.finished:
         return charge
+    if charge.status == OrderCharge.Status.AUTHORIZING:  # the authorization's answer was never recorded
+        return billing_refund_order(order_id, reason="authorization never completed")
     ran = order.running_at is not None
     if order.state == "completed" or (ran and order.state == "cancelled") or \
             (ran and order.state == "failed" and order.failure_code not in PROVIDER_FAULT_CODES):

@@ -36,7 +36,15 @@ from marketplace.billing.models import (
     OrderRefund,
     PaymentMethodKind,
 )
-from marketplace.billing.money import CURRENCY, STRIPE_MINIMUM, ZERO, platform_fee, round_money, to_cents
+from marketplace.billing.money import (
+    CURRENCY,
+    STRIPE_MINIMUM,
+    ZERO,
+    from_cents,
+    platform_fee,
+    round_money,
+    to_cents,
+)
 from marketplace.billing.services import ledger
 from marketplace.billing.services.customers import customer_billing, ensure_stripe_customer
 from marketplace.billing.services.operations import run_operation
@@ -181,8 +189,7 @@ def apply_order_intent(order_id: int, intent: dict) -> OrderCharge:
             charge.payment_intent_id = intent["id"]
             if status == "requires_capture":
                 charge.status = Status.AUTHORIZED
-                charge.authorized_amount = min(charge.authorized_amount,
-                                               Decimal(intent["amount_capturable"]) / 100)
+                charge.authorized_amount = min(charge.authorized_amount, from_cents(intent["amount_capturable"]))
             elif status in ("requires_action", "requires_payment_method", "canceled"):
                 error = intent.get("last_payment_error") or {}
                 charge.status = Status.DECLINED

@@ -22,6 +22,7 @@ from marketplace.billing.models import (
 from marketplace.billing.services.order_hooks import billing_meter_order, billing_order_finished
 from marketplace.billing.services.payouts import payout_account_sync, transfers_due
 from marketplace.billing.services.webhooks import HANDLERS
+from marketplace.errors import DomainError
 
 log = logging.getLogger(__name__)
 STALE = timedelta(minutes=2)
@@ -38,11 +39,16 @@ def billing_reconcile(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     counts = {"finished": 0, "metered": 0, "stopped": 0, "captures": 0, "voids": 0, "refunds": 0, "events": 0,
               "transfers": 0, "caught_up": 0, "accounts": 0}
-    for order_id in OrderCharge.objects.filter(status__in=[OrderCharge.Status.AUTHORIZED, OrderCharge.Status.EXPIRED],
+    open_statuses = [OrderCharge.Status.AUTHORIZING, OrderCharge.Status.AUTHORIZED, OrderCharge.Status.EXPIRED]
+    for order_id in OrderCharge.objects.filter(status__in=open_statuses,
                                                order__state__in=FINAL_STATES,
                                                order__finished_at__lte=now - timedelta(seconds=30)) \
             .values_list("order_id", flat=True)[:200]:
-        billing_order_finished(order_id)
+        try:
+            billing_order_finished(order_id)
+        except DomainError as exc:  # one order's problem must not stop the reconciler
+            log.warning("billing: could not settle finished order %s: %s", order_id, exc)
+            continue
         counts["finished"] += 1
     counts["metered"], counts["stopped"] = meter_running_credit_orders()
     with transaction.atomic():
@@ -83,7 +89,11 @@ def meter_running_credit_orders() -> tuple[int, int]:
                                       charge__status=OrderCharge.Status.AUTHORIZED).select_related("offer")[:500]:
         if order.metered_usd <= order.charge.metered_amount:
             continue
-        outcome = billing_meter_order(order)
+        try:
+            outcome = billing_meter_order(order)
+        except DomainError as exc:
+            log.warning("billing: could not meter order %s: %s", order.pk, exc)
+            continue
         metered += 1
         if outcome is not None and outcome.action == "stop":
             stopped += int(stop_order_for_billing(order.pk, outcome.reason))
