@@ -53,7 +53,11 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
     value = _raw(name) or default
     if value is None:
         return None
-    parsed = urlparse(value)
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018  (raises ValueError on a malformed host or port)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"environment variable {name}={value!r} is not a valid URL: {exc}") from None
     if parsed.scheme not in schemes:
         raise ImproperlyConfigured(
             f"environment variable {name}={value!r} has scheme {parsed.scheme!r}; expected one of {', '.join(schemes)}"
@@ -66,3 +70,12 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _raw(name)
+    if not value:
+        return default
+    if value.upper() in choices:
+        return value.upper()
+    raise ImproperlyConfigured(f"environment variable {name}={value!r} must be one of {', '.join(choices)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from broker.env import env_bool, env_int, env_list, env_str, env_url
+from broker.env import env_bool, env_choice, env_int, env_list, env_str, env_url
 from marketplace.agents.beat import SCHEDULE as AGENTS_BEAT
 from marketplace.billing.beat import SCHEDULE as BILLING_BEAT
 from marketplace.orders.beat import SCHEDULE as ORDERS_BEAT
@@ -153,11 +153,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 if not DEBUG and not DEV_MODE:

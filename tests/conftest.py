@@ -116,3 +116,18 @@ def make_offer(db, region, h100):
         return Offer.objects.create(provider=provider, **defaults)
 
     return make
+
+
+def pytest_collection_modifyitems(items):
+    """Every transactional test (live_server, transactional_db, transaction=True) also restores the serialized
+    database after it flushes, so the reference rows seeded by migrations (accelerators, regions, content types)
+    are back for the next test whatever order the tests run in."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        names = getattr(item, "fixturenames", ())
+        transactional = ("live_server" in names or "transactional_db" in names
+                         or (marker is not None and marker.kwargs.get("transaction")))
+        if transactional and not (marker is not None and marker.kwargs.get("serialized_rollback")):
+            kwargs = dict(marker.kwargs) if marker is not None else {}
+            kwargs.update(transaction=True, serialized_rollback=True)
+            item.add_marker(pytest.mark.django_db(**kwargs))
