@@ -1,6 +1,6 @@
 """Orders end to end (create -> running) through real Celery workers, beside a no-op Celery task on the same Redis.
 
-    python -m bench.orders_bench [--orders 600] [--noop 4000] [--clients 8] [--keep-db]
+    python -m bench.orders_bench [--orders 600] [--noop 4000] [--clients 2] [--threads 4] [--keep-db]
 
 1. Creates its own PostgreSQL database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_orders;
    dropped and created again; or BENCH_DATABASE_URL=sqlite:///path), migrates it, and creates a customer, a provider
@@ -10,8 +10,9 @@
    $REDIS_URL, else redis://127.0.0.1:6379/14), with this module included so it also knows the no-op task.
 3. No-op baseline: publishes --noop tasks that do nothing (ignore_result, acks_late like the order tasks) and
    times them until the queue is empty and nothing is left unacknowledged.
-4. Orders: --clients threads POST /api/v1/orders/ (token auth, Idempotency-Key, full API stack in this process)
-   for --orders orders from one quote; each order's latency is its POST start -> its `running_at` (stamped by the
+4. Orders: --clients client processes (like web server workers) x --threads threads POST /api/v1/orders/
+   (token auth, Idempotency-Key, the full Django/DRF stack in-process) for --orders orders from one quote; each
+   order's latency is its POST start -> its `running_at` (stamped by the
    worker in the same transaction as provisioning -> running). Throughput = orders / (last running_at - first POST).
 5. Prints orders/s, p50/p99 create -> running, no-op tasks/s, the ratio and PASS/FAIL against ratio >= 0.2.
    Results also go to bench/results/orders.json. Exits 1 when the target is missed.
@@ -140,29 +141,23 @@ def measure_noop(client, queue: str, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def measure_orders(token: str, quote_id: str, count: int, clients: int, prefix: str
-                   ) -> tuple[float, list[float], int]:
-    """(orders/s create -> running, per-order latencies in ms, errors)."""
+def _post_orders(token: str, quote_id: str, keys: list[str], threads: int) -> tuple[dict[int, float], list[str]]:
+    """POST one order per key from `threads` threads of this process: ({order id: POST start}, errors)."""
     from django.db import connections
     from rest_framework.test import APIClient
-
-    from marketplace.orders.models import Order
 
     starts: dict[int, float] = {}
     errors: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
 
     def run(thread: int) -> None:
         api = APIClient()
         api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        barrier.wait()
         try:
-            for n in range(thread, count, clients):
+            for key in keys[thread::threads]:
                 began = time.time()
                 res = api.post("/api/v1/orders/", {"quote_id": quote_id, "job": {
-                    "command": "python serve.py", "duration_hours": "1"}}, format="json",
-                    HTTP_IDEMPOTENCY_KEY=f"{prefix}-{n}")
+                    "command": "python serve.py", "duration_hours": "1"}}, format="json", HTTP_IDEMPOTENCY_KEY=key)
                 with lock:
                     if res.status_code == 201:
                         starts[res.json()["id"]] = began
@@ -171,13 +166,55 @@ def measure_orders(token: str, quote_id: str, count: int, clients: int, prefix: 
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(clients)]
-    for t in threads:
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in pool:
         t.start()
-    barrier.wait()
-    first = time.time()
-    for t in threads:
+    for t in pool:
         t.join()
+    return starts, errors
+
+
+def _creator(token: str, quote_id: str, keys: list[str], threads: int, ready, go, results) -> None:
+    """A client process (like one web server worker): Django set up and warmed before the start signal."""
+    import django
+
+    django.setup()
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    api.get("/api/v1/orders/?page_size=1")  # imports, URL resolver, connection: not part of the measurement
+    ready.release()
+    go.wait()
+    results.put(_post_orders(token, quote_id, keys, threads))
+
+
+def measure_orders(token: str, quote_id: str, count: int, processes: int, threads: int, prefix: str
+                   ) -> tuple[float, list[float], int]:
+    """(orders/s create -> running, per-order latencies in ms, errors)."""
+    import multiprocessing
+
+    from marketplace.orders.models import Order
+
+    context = multiprocessing.get_context("spawn")
+    ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+    keys = [f"{prefix}-{n}" for n in range(count)]
+    children = [context.Process(target=_creator, args=(token, quote_id, keys[p::processes], threads, ready, go,
+                                                       results)) for p in range(processes)]
+    for child in children:
+        child.start()
+    for _ in children:
+        ready.acquire()
+    first = time.time()
+    go.set()
+    starts: dict[int, float] = {}
+    errors: list[str] = []
+    for _ in children:
+        part, failed = results.get(timeout=600)
+        starts.update(part)
+        errors += failed
+    for child in children:
+        child.join()
     created = time.time() - first
     ids = list(starts)
     deadline = time.monotonic() + 300
@@ -191,6 +228,8 @@ def measure_orders(token: str, quote_id: str, count: int, clients: int, prefix: 
     last = max(r.timestamp() for r in running.values())
     print(f"orders_bench: {len(ids)} orders created in {created:.2f} s ({len(ids) / created:.1f}/s through the API), "
           f"all running after {last - first:.2f} s", flush=True)
+    for error in errors[:5]:
+        print(f"orders_bench: error: {error}")
     return len(ids) / (last - first), latencies, len(errors) + stuck
 
 
@@ -204,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Orders create -> running vs a no-op Celery task.")
     parser.add_argument("--orders", type=int, default=600)
     parser.add_argument("--noop", type=int, default=4000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=2, help="client processes (like web server workers)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per client process")
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args(argv)
 
@@ -242,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(client, queue, worker)
         print(f"orders_bench: worker ready ({WORKER_PROCESSES} processes); warming up", flush=True)
         measure_noop(client, queue, 200)
-        measure_orders(token, quote_id, 40, args.clients, "warmup")
+        measure_orders(token, quote_id, 40, args.clients, args.threads, "warmup")
 
         noop_rate = measure_noop(client, queue, args.noop)
-        rate, latencies, errors = measure_orders(token, quote_id, args.orders, args.clients, "run")
+        rate, latencies, errors = measure_orders(token, quote_id, args.orders, args.clients, args.threads, "run")
         noop_after = measure_noop(client, queue, args.noop)  # the baseline again, after the orders
     finally:
         if worker is not None:
@@ -268,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     print()
-    print(f"Orders create -> running: {args.orders} orders from {args.clients} API clients (in-process DRF), "
-          f"simulated driver with zero boot latency,")
+    print(f"Orders create -> running: {args.orders} orders POSTed by {args.clients} client processes x {args.threads} "
+          f"threads (the API in-process: Django test client),")
+    print("  simulated driver with zero boot latency,")
     print(f"  1 celery worker x {WORKER_PROCESSES} processes, {engine}, Redis {redis_address}")
     print()
     print(f"  orders/s (create -> running):   {rate:9.1f}")
@@ -281,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "orders.json").write_text(json.dumps({
-        "orders": args.orders, "clients": args.clients, "worker_processes": WORKER_PROCESSES, "database": engine,
+        "orders": args.orders, "client_processes": args.clients, "threads": args.threads,
+        "worker_processes": WORKER_PROCESSES, "database": engine,
         "orders_per_s": rate, "p50_ms": p50, "p99_ms": p99, "noop_per_s": {"before": noop_rate, "after": noop_after},
         "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok}, indent=2) + "\n")
     return 0 if ok else 1

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from marketplace.api.schema import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, error_response
 from marketplace.errors import ValidationFailed
-from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
+from marketplace.orders.selectors import order_events, order_for_user, order_log, order_rendered, orders_rendered
 from marketplace.orders.serializers import (
     OrderCreateSerializer,
     OrderEventSerializer,
@@ -40,7 +40,7 @@ def _idempotency_key(request: Request) -> str:
 
 
 def _render(request: Request, order_id: int, code: int = status.HTTP_200_OK) -> Response:
-    return Response(OrderSerializer(order_for_user(request.user, order_id)).data, status=code)
+    return Response(OrderSerializer(order_rendered(request.user, order_id)).data, status=code)
 
 
 class OrderCollectionView(ListAPIView):
@@ -48,7 +48,7 @@ class OrderCollectionView(ListAPIView):
     filter_backends: list = []
 
     def get_queryset(self):
-        return orders_visible(self.request.user).order_by("-created_at", "-id")
+        return orders_rendered(self.request.user).order_by("-created_at", "-id")
 
     @extend_schema(operation_id="orders_list", summary="Your orders (operators: all), newest first",
                    responses={200: OrderSerializer(many=True), **ERROR_RESPONSES}, tags=["orders"])

@@ -13,9 +13,30 @@ from marketplace.orders.models import Order, OrderEvent, OrderLogChunk
 MAX_LOG_CHARS = 64 * 1024
 
 
+# What the API and portal render of an order (the rest of the joined rows stays in the database).
+RENDERED = ("id", "state", "stop_outcome", "quote_id", "nodes", "accelerator_count", "command", "image", "env",
+            "duration_hours", "budget_cap_usd", "attempt", "job_ref", "driver", "failure_code", "failure_reason",
+            "node_price_per_hour", "metered_usd", "metered_seconds", "log_chars", "created_at", "updated_at",
+            "provisioning_at", "running_at", "finished_at", "customer__username", "offer__name",
+            "offer__provider__slug", "offer__provider__name", "offer__accelerator__canonical_name",
+            "offer__region__key")
+
+
 def orders_visible(user: User) -> QuerySet[Order]:
     qs = Order.objects.select_related("customer", "offer__provider", "offer__accelerator", "offer__region")
     return qs if user.is_operator else qs.filter(customer=user)
+
+
+def orders_rendered(user: User) -> QuerySet[Order]:
+    """orders_visible with only the columns the API renders (a quarter of the joined columns)."""
+    return orders_visible(user).only(*RENDERED)
+
+
+def order_rendered(user: User, order_id: int) -> Order:
+    order = orders_rendered(user).filter(pk=order_id).first()
+    if order is None:
+        raise NotFoundError(f"No order {order_id}.", code="order_not_found")
+    return order
 
 
 def order_for_user(user: User, order_id: int) -> Order:

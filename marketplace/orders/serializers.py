@@ -116,49 +116,68 @@ class OrderCreateSerializer(serializers.Serializer):
             nodes=data.get("nodes"), duration_hours=data.get("duration_hours"))
 
 
-MONEY4 = {"max_digits": 12, "decimal_places": 4}
+def _money(value: Decimal | None, places: str) -> str | None:
+    return None if value is None else str(value.quantize(Decimal(places)))
 
 
-class OrderSerializer(serializers.ModelSerializer):
-    customer = serializers.CharField(source="customer.username")
+def _time(value) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class OrderSerializer(serializers.Serializer):
+    """An order. The declared fields document the shape; `to_representation` renders the row directly (a list
+    page is up to 200 orders, and per-field DRF machinery would cost more than the query)."""
+
+    id = serializers.IntegerField()
+    state = serializers.CharField(help_text="reserved, queued, provisioning, running, stopping, completed, failed, "
+                                            "cancelled or expired (docs/orders.md).")
+    stop_outcome = serializers.CharField(help_text="While stopping: the final state that follows.")
+    customer = serializers.CharField()
     quote_id = serializers.UUIDField(allow_null=True)
-    offer = serializers.SerializerMethodField()
-    simulated = serializers.SerializerMethodField(help_text="True when no real machine runs the job.")
-    job = serializers.SerializerMethodField()
-    failure = serializers.SerializerMethodField()
-    node_price_per_hour = serializers.DecimalField(**MONEY4, help_text="USD per node-hour, locked by the quote.")
+    offer = serializers.DictField(help_text="id, name, provider, accelerator, region, driver of the current attempt.")
+    simulated = serializers.BooleanField(help_text="True when no real machine runs the job (simulated driver).")
+    nodes = serializers.IntegerField()
+    accelerator_count = serializers.IntegerField(help_text="Per node.")
+    job = serializers.DictField(help_text="command, image, env, duration_hours, budget_cap_usd.")
+    attempt = serializers.IntegerField()
+    job_ref = serializers.CharField(help_text="The provider's job reference.")
+    failure = serializers.DictField(allow_null=True, help_text="{code, reason} once failed (or expired).")
+    node_price_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4,
+                                                   help_text="USD per node-hour, locked by the quote.")
     price_per_hour = serializers.DecimalField(max_digits=14, decimal_places=4, help_text="USD per hour, all nodes.")
     metered_usd = serializers.DecimalField(max_digits=14, decimal_places=2)
-    links = serializers.SerializerMethodField()
+    metered_seconds = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    provisioning_at = serializers.DateTimeField(allow_null=True)
+    running_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    links = serializers.DictField()
 
-    class Meta:
-        model = Order
-        fields = ["id", "state", "stop_outcome", "customer", "quote_id", "offer", "simulated", "nodes",
-                  "accelerator_count", "job", "attempt", "job_ref", "failure", "node_price_per_hour",
-                  "price_per_hour", "metered_usd", "metered_seconds", "created_at", "updated_at", "provisioning_at",
-                  "running_at", "finished_at", "links"]
-
-    def get_offer(self, order: Order) -> dict[str, Any]:
+    def to_representation(self, order: Order) -> dict[str, Any]:
         offer = order.offer
-        return {"id": offer.pk, "name": offer.name, "provider": offer.provider.slug,
-                "accelerator": offer.accelerator.canonical_name, "region": offer.region.key, "driver": order.driver}
-
-    def get_simulated(self, order: Order) -> bool:
-        return order.driver == "simulated"
-
-    def get_job(self, order: Order) -> dict[str, Any]:
-        return {"command": order.command, "image": order.image, "env": order.env,
-                "duration_hours": str(order.duration_hours),
-                "budget_cap_usd": None if order.budget_cap_usd is None else str(order.budget_cap_usd)}
-
-    def get_failure(self, order: Order) -> dict[str, str] | None:
-        if not order.failure_code:
-            return None
-        return {"code": order.failure_code, "reason": order.failure_reason}
-
-    def get_links(self, order: Order) -> dict[str, str]:
         base = f"/api/v1/orders/{order.pk}/"
-        return {"self": base, "events": base + "events/", "logs": base + "logs/", "cancel": base + "cancel/"}
+        return {
+            "id": order.pk, "state": order.state, "stop_outcome": order.stop_outcome,
+            "customer": order.customer.username, "quote_id": str(order.quote_id) if order.quote_id else None,
+            "offer": {"id": offer.pk, "name": offer.name, "provider": offer.provider.slug,
+                      "accelerator": offer.accelerator.canonical_name, "region": offer.region.key,
+                      "driver": order.driver},
+            "simulated": order.driver == "simulated", "nodes": order.nodes,
+            "accelerator_count": order.accelerator_count,
+            "job": {"command": order.command, "image": order.image, "env": order.env,
+                    "duration_hours": _money(order.duration_hours, "0.0001"),
+                    "budget_cap_usd": _money(order.budget_cap_usd, "0.01")},
+            "attempt": order.attempt, "job_ref": order.job_ref,
+            "failure": {"code": order.failure_code, "reason": order.failure_reason} if order.failure_code else None,
+            "node_price_per_hour": _money(order.node_price_per_hour, "0.0001"),
+            "price_per_hour": _money(order.price_per_hour, "0.0001"),
+            "metered_usd": _money(order.metered_usd, "0.01"), "metered_seconds": order.metered_seconds,
+            "created_at": _time(order.created_at), "updated_at": _time(order.updated_at),
+            "provisioning_at": _time(order.provisioning_at), "running_at": _time(order.running_at),
+            "finished_at": _time(order.finished_at),
+            "links": {"self": base, "events": base + "events/", "logs": base + "logs/", "cancel": base + "cancel/"},
+        }
 
 
 class OrderEventSerializer(serializers.ModelSerializer):

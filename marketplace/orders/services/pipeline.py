@@ -1,5 +1,7 @@
 """The pipeline steps the Celery tasks run: each re-reads the order, talks to its driver, and calls the transition
 services. A step returns the next self-rescheduling poll (`Next`) or None; it never waits for the provider.
+The first meter run after provisioning -> running is such a `Next` too (published right after the commit, like
+every poll): if that publish is lost, the reconciler re-drives the running order once it looks stuck.
 
 TransientDriverError propagates to the task, which retries it with backoff and, when retries are exhausted,
 calls the step's `give_up_*`. Before the job runs, a TerminalDriverError (capacity gone, the provider refusing
@@ -65,7 +67,7 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     except TerminalDriverError as exc:  # capacity gone, or refused: this attempt failed, try the next alternative
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
         return None
-    return _after_status(order_id, attempt, driver, job_ref, task=task)
+    return _after_status(order_id, attempt, driver, job_ref, duration_s=float(order.duration_hours) * 3600, task=task)
 
 
 def give_up_provision(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -85,7 +87,8 @@ def step_poll(order_id: int, attempt: int, *, task: str) -> Next | None:
         return None
     if not order.job_ref:
         return Next(TASK_PROVISION, (order_id, attempt))
-    return _after_status(order_id, attempt, driver_for_offer(order.offer), order.job_ref, task=task)
+    return _after_status(order_id, attempt, driver_for_offer(order.offer), order.job_ref,
+                         duration_s=float(order.duration_hours) * 3600, task=task)
 
 
 def give_up_poll(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -96,17 +99,20 @@ def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task:
     order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
 
 
-def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, task: str) -> Next | None:
+def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, duration_s: float,
+                  task: str) -> Next | None:
     """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over."""
     status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
     came_up = status.state not in (JobState.PENDING, JobState.LOST) and not (
         status.state in (JobState.FAILED, JobState.CANCELLED) and status.exit_code is None)
-    outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message,
-                               meter_now=status.state.finished)
+    outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message)
     if outcome == "orphan":  # the order moved on (e.g. cancelled) while the job was being created
         _terminate_quietly(driver, job_ref)
         return None
-    if outcome == "running" or came_up:
+    if outcome == "running":  # metering starts: at once when the job already finished (a short command)
+        return Next(TASK_METER, (order_id, attempt),
+                    0.0 if status.state.finished else min(config.meter_interval_s(), duration_s))
+    if came_up:
         return None
     if status.state != JobState.PENDING:  # it never came up: this attempt failed
         code = "job_lost" if status.state == JobState.LOST else "provision_failed"

@@ -68,7 +68,7 @@ def quote_json(quote: Quote | None) -> dict[str, Any] | None:
 
 
 def _replay(user: User, key: str, request_hash: str) -> Order | None:
-    existing = Order.objects.filter(customer=user, idempotency_key=key).first()
+    existing = Order.objects.filter(customer=user, idempotency_key=key).only("id", "request_hash").first()
     if existing is None:
         return None
     if existing.request_hash != request_hash:

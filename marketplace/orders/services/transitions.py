@@ -15,11 +15,9 @@ from django.utils import timezone
 
 from marketplace.errors import ConflictError
 from marketplace.models import User
-from marketplace.orders import config
 from marketplace.orders.models import Order
 from marketplace.orders.services import outbox, reservations
 from marketplace.orders.services.lifecycle import (
-    TASK_METER,
     TASK_PROVISION,
     TASK_STOP,
     TASK_TERMINATE,
@@ -71,12 +69,12 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
 
 @transaction.atomic
 def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, running: bool = False,
-                     message: str = "", meter_now: bool = False, now: datetime | None = None) -> str:
+                     message: str = "", now: datetime | None = None) -> str:
     """Store the provider's job reference and, when the job runs, provisioning -> running (one transaction).
 
-    Returns "running" (moved to running: the provider's reliability gets a provisioning observation and metering
-    starts, at once when the job already finished), "recorded" (the job is pending, or the order is stopping and
-    its stop task will terminate the job) or "orphan" (the order moved on: the caller terminates the job).
+    Returns "running" (moved to running, and the provider's reliability got a provisioning observation: the
+    caller starts metering), "recorded" (the job is pending, or the order is stopping and its stop task will
+    terminate the job) or "orphan" (the order moved on: the caller terminates the job).
     """
     now = now or timezone.now()
     order = locked(order_id)
@@ -92,8 +90,6 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
         move(order, State.RUNNING, now=now, reason="job running", task=task, extra_fields=("job_ref",),
              data={**job, "seconds_to_running": round(waited, 3), "message": message, "job_created": created})
         reliability_observe(order.offer_id, provisioning_value(waited))
-        countdown = 0.0 if meter_now else min(config.meter_interval_s(), float(order.duration_hours) * 3600)
-        outbox.enqueue(TASK_METER, [order.pk, attempt], countdown=countdown)
         return "running"
     if created:
         note(order, now=now, reason="job created at the provider", task=task, data=job, extra_fields=("job_ref",))
