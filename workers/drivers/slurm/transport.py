@@ -23,7 +23,8 @@ EX_TEMPFAIL = 75
 EX_DATAERR = 65
 SSH_FAILED = 255  # ssh's own status when it could not connect or authenticate
 
-PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "SLURM_CONF", "MUNGE_SOCKET")
+# What ssh and Slurm's commands need (agent socket, Kerberos ticket cache for sites that use it), nothing else.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "SLURM_CONF", "MUNGE_SOCKET", "SSH_AUTH_SOCK", "KRB5CCNAME")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
