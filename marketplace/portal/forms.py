@@ -166,6 +166,11 @@ class PolicyForm(forms.Form):
 
 
 # ---------------------------------------------------------------------------------------------- orders
+TEST_CARDS = [("pm_card_visa", "Visa •••• 4242 (succeeds)"), ("pm_card_mastercard", "Mastercard •••• 4444 (succeeds)"),
+              ("pm_card_chargeDeclined", "Visa •••• 0002 (declined)"),
+              ("pm_card_chargeDeclinedInsufficientFunds", "Visa •••• 9995 (insufficient funds)")]
+
+
 class OrderForm(forms.Form):
     """The job of an order. Checked again by the orders API's JobSerializer, so both accept the same jobs."""
 
@@ -182,7 +187,18 @@ class OrderForm(forms.Form):
     budget_cap_usd = forms.DecimalField(label="Stop when the cost reaches (USD)", required=False,
                                         min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
                                         help_text="Optional budget cap; the job is stopped when metering reaches it.")
+    method = forms.ChoiceField(label="Pay with", widget=forms.RadioSelect, initial="card",
+                               choices=[("card", "Card (the most it can cost is held; you pay for what runs)"),
+                                        ("credit", "Prepaid credit")])
+    card = forms.ChoiceField(label="Test card", required=False, initial="pm_card_visa",
+                             choices=[("", "my saved card"), *TEST_CARDS])
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") == "card" and not data.get("card") and not self.initial.get("saved_card"):
+            self.add_error("card", "Choose a test card (no card is saved yet).")
+        return data
 
     def clean_env(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -194,12 +210,6 @@ class OrderForm(forms.Form):
                 raise forms.ValidationError(f"Line {number} is not NAME=value.")
             env[name.strip()] = value
         return env
-
-
-PAYMENT_METHODS = [("card", "Card (held now, charged for what runs)"), ("credit", "Prepaid credit")]
-TEST_CARDS = [("pm_card_visa", "Visa •••• 4242 (succeeds)"), ("pm_card_mastercard", "Mastercard •••• 4444 (succeeds)"),
-              ("pm_card_chargeDeclined", "Visa •••• 0002 (declined)"),
-              ("pm_card_chargeDeclinedInsufficientFunds", "Visa •••• 9995 (insufficient funds)")]
 
 
 class TopUpForm(forms.Form):

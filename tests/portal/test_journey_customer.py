@@ -5,6 +5,7 @@ reads its logs and cancels."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.db.models import F
@@ -85,11 +86,26 @@ def test_customer_serves_a_70b_model_orders_and_cancels(page, url, orders_worker
     expect(page.locator("#quote")).to_contain_text("Prices held until")
     page.get_by_label("Command").fill("python -m vllm.entrypoints.openai.api_server --model llama-3.1-70b")
     page.get_by_label("Environment").fill("HF_HOME=/data/hf\nMAX_BATCH=16")
+    # A declined test card: the decline beside the card; that attempt's order is closed and its capacity freed.
+    page.get_by_label("Card (the most it can cost is held; you pay for what runs)").check()
+    page.get_by_label("Test card").select_option("pm_card_chargeDeclined")
     page.get_by_role("button", name="Place order").click()
-    expect(page.locator(".messages")).to_contain_text("placed: capacity is reserved and the job is queued")
-    order = Order.objects.get(customer__username="carol")
+    expect(page.locator("#err-card")).to_have_text("Your card was declined.")
+    declined = Order.objects.get(customer__username="carol")
+    assert (declined.state, declined.failure_code) == ("failed", "payment_declined")
+    # A good test card: the hold is the most the order can cost.
+    page.get_by_label("Test card").select_option("pm_card_visa")
+    page.get_by_role("button", name="Place order").click()
+    expect(page.locator(".messages")).to_contain_text("placed and paid: capacity is reserved and the job is queued")
+    order = Order.objects.filter(customer__username="carol").exclude(pk=declined.pk).get()
     assert (order.offer_id, order.nodes, order.env) == (best["offer_id"], best["nodes"],
                                                          {"HF_HOME": "/data/hf", "MAX_BATCH": "16"})
+    from marketplace.billing.models import OrderCharge
+
+    charge = OrderCharge.objects.get(order=order)
+    hold = (order.node_price_per_hour * order.nodes * order.duration_hours).quantize(Decimal("0.01"))
+    assert (charge.method, charge.status, charge.authorized_amount) == ("card", "authorized", hold)
+    expect(page.locator("#order-payment")).to_contain_text(f"Card: ${hold:,.2f} held")
 
     # Live status: the timeline reaches running without reloading the page; logs stream in.
     expect(page.locator("#order-state")).to_have_attribute("data-state", "running", timeout=45_000)
@@ -108,4 +124,8 @@ def test_customer_serves_a_70b_model_orders_and_cancels(page, url, orders_worker
                   .values_list("to_state", flat=True))
     assert states[:4] == ["reserved", "queued", "provisioning", "running"]
     assert states[-2:] == ["stopping", "cancelled"]
+    expect(page.locator("#invoice-link")).to_have_text(f"Invoice INV-O{order.pk}")
     shot(page, "order-cancelled")
+    page.locator("#invoice-link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Invoice INV-O{order.pk}")
+    shot(page, "invoice")

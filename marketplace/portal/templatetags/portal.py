@@ -60,6 +60,12 @@ def usd(value: Any, places: int = 2) -> str:
 
 
 @register.filter
+def words(key: str) -> str:
+    """'paid_by_card' -> 'Paid by card'."""
+    return str(key).replace("_", " ").capitalize()
+
+
+@register.filter
 def get_item(mapping: Any, key: Any) -> Any:
     return mapping.get(key) if hasattr(mapping, "get") else None
 

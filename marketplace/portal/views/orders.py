@@ -12,14 +12,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from broker.engine.filters import BY_CODE
-from marketplace.billing.selectors.billing import charge_for
+from marketplace.billing.errors import InsufficientCredit, PaymentDeclined, PaymentMethodNotAllowed
+from marketplace.billing.selectors.billing import charge_for, credit_summary
 from marketplace.errors import DomainError
 from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
 from marketplace.orders.serializers import JobSerializer
 from marketplace.orders.services.cancel import order_cancel
-from marketplace.orders.services.placement import JobInput, PlacementInput, order_place
+from marketplace.orders.services.placement import JobInput, PlacementInput
 from marketplace.portal.forms import OfferOrderForm, OrderForm, apply_domain_error
 from marketplace.portal.orders import order_progress
+from marketplace.portal.services import order_place_and_pay
 from marketplace.portal.views.access import signed_in
 from marketplace.selectors.offers import offer_visible
 from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired
@@ -30,6 +32,14 @@ LIVE_POLL_SECONDS = 2
 def _default_hours(option: dict) -> Decimal:
     hours = Decimal(str(option.get("billed_hours") or option.get("est_hours") or 1))
     return min(hours.quantize(Decimal("0.01"), rounding=ROUND_CEILING), Decimal(720))
+
+
+def _retry_form(form: OrderForm, field: str, message: str) -> OrderForm:
+    """The same answers with a fresh idempotency key (the refused order is closed), the refusal beside `field`."""
+    again = OrderForm({**form.data.dict(), "idempotency_key": uuid.uuid4().hex}, initial=form.initial)
+    again.is_valid()
+    again.add_error(field, message)
+    return again
 
 
 def _placement(form: OrderForm, quote, option: dict) -> PlacementInput | None:
@@ -62,22 +72,31 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
     if option is None:
         messages.error(request, "That option is not part of the quote.")
         return redirect("portal:recommend")
-    form = OrderForm(request.POST or None, initial={"duration_hours": _default_hours(option),
-                                                    "idempotency_key": uuid.uuid4().hex})
+    credit = credit_summary(request.user)
+    saved = credit["default_payment_method"]
+    form = OrderForm(request.POST or None, initial={
+        "duration_hours": _default_hours(option), "idempotency_key": uuid.uuid4().hex, "saved_card": saved,
+        "method": "card" if saved or credit["available"] <= 0 else "credit", "card": "" if saved else "pm_card_visa"})
     if request.method == "POST" and form.is_valid():
         placement = _placement(form, quote, option)
         if placement is not None:
+            data = form.cleaned_data
             try:
-                order, created = order_place(user=request.user, idempotency_key=form.cleaned_data["idempotency_key"],
-                                             data=placement)
+                order, created = order_place_and_pay(
+                    user=request.user, idempotency_key=data["idempotency_key"], data=placement,
+                    method=data["method"], payment_method=(data["card"] or saved) if data["method"] == "card" else None)
+            except (PaymentDeclined, InsufficientCredit, PaymentMethodNotAllowed) as exc:
+                form = _retry_form(form, "card" if data["method"] == "card" else "method", exc.message)
             except DomainError as exc:
                 apply_domain_error(form, exc)
             else:
                 if created:
-                    messages.success(request, f"Order {order.pk} placed: capacity is reserved and the job is queued.")
+                    messages.success(request, f"Order {order.pk} placed and paid: capacity is reserved and the job "
+                                              f"is queued.")
                 return redirect("portal:order-detail", pk=order.pk)
     return render(request, "portal/orders/new.html", {
-        "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form})
+        "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form,
+        "credit": credit})
 
 
 def _explained(exc: DomainError) -> DomainError:
