@@ -150,7 +150,7 @@ class Migration(migrations.Migration):
                 ('network_gbps', models.FloatField(blank=True, null=True)),
                 ('price_per_hour', models.DecimalField(decimal_places=4, help_text='USD per node-hour, on demand.', max_digits=12)),
                 ('interruptible_price_per_hour', models.DecimalField(blank=True, decimal_places=4, help_text='USD per node-hour floor for interruptible (spot) use; empty when not offered.', max_digits=12, null=True)),
-                ('price_per_accelerator_hour', models.GeneratedField(db_persist=True, expression=django.db.models.expressions.CombinedExpression(models.F('price_per_hour'), '/', django.db.models.functions.comparison.Cast(models.F('accelerator_count'), output_field=models.FloatField())), output_field=models.DecimalField(decimal_places=6, max_digits=16))),
+                ('price_per_accelerator_hour', models.GeneratedField(db_persist=True, expression=django.db.models.expressions.CombinedExpression(models.F('price_per_hour'), '/', django.db.models.functions.comparison.NullIf(django.db.models.functions.comparison.Cast(models.F('accelerator_count'), models.FloatField()), models.Value(0.0))), output_field=models.DecimalField(decimal_places=6, max_digits=16))),
                 ('nodes_available', models.PositiveIntegerField(default=1)),
                 ('min_rental_hours', models.DecimalField(decimal_places=2, default=0, max_digits=8)),
                 ('available_until', models.DateTimeField(blank=True, null=True)),

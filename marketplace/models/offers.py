@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import F, Q
-from django.db.models.functions import Cast
+from django.db.models import F, Q, Value
+from django.db.models.functions import Cast, NullIf
 
 MAX_ACCELERATORS_PER_NODE = 64
 MAX_PRICE_PER_HOUR = Decimal("100000")
@@ -62,7 +62,8 @@ class Offer(models.Model):
     price_per_accelerator_hour = models.GeneratedField(
         # Dividing by a float keeps SQLite from integer division when a whole price is stored as an integer;
         # the column is rounded to 6 decimals (exact for any price the model allows).
-        expression=F("price_per_hour") / Cast(F("accelerator_count"), models.FloatField()),
+        # NULLIF: a zero count must reach the check constraint, not fail as a division by zero first.
+        expression=F("price_per_hour") / NullIf(Cast(F("accelerator_count"), models.FloatField()), Value(0.0)),
         output_field=models.DecimalField(max_digits=16, decimal_places=6), db_persist=True)
     nodes_available = models.PositiveIntegerField(default=1)
     min_rental_hours = models.DecimalField(max_digits=8, decimal_places=2, default=0)
