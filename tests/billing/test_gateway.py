@@ -83,3 +83,20 @@ def test_verify_webhook(fake):
     with pytest.raises(gateway.InvalidSignature, match="not a Stripe event"):
         gateway.verify_webhook(b"\xff\xfe", sign("\xff"), connect=False)
     assert gateway.load_config().webhook_secret == WEBHOOK_SECRET
+
+
+def test_system_check_names_the_bad_variable(monkeypatch, settings):
+    from marketplace.billing.checks import billing_configuration
+
+    settings.DEV_MODE = True
+    monkeypatch.setenv("PLATFORM_FEE_PERCENT", "ten")
+    errors = billing_configuration()
+    assert [(e.id, e.msg) for e in errors] == [
+        ("billing.E001", "environment variable PLATFORM_FEE_PERCENT='ten' is not a decimal number")]
+    monkeypatch.setenv("PLATFORM_FEE_PERCENT", "12.5")
+    assert billing_configuration() == []
+    settings.DEV_MODE = False
+    monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
+    assert [e.msg for e in billing_configuration()] == [
+        "environment variable STRIPE_SECRET_KEY is required outside dev mode (payments need a Stripe secret key; "
+        "BROKER_DEV=1 uses the local fake)"]
