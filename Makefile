@@ -50,7 +50,8 @@ run: venv | $(VAR_DIR)
 	@echo "  Redis:     $${REDIS_URL:-embedded redis-server on unix://$(VAR_DIR)/redis.sock}"
 	@echo "  Ctrl-C stops everything."
 	@echo
-	@if [ -n "$$REDIS_URL" ]; then procs="web worker beat"; else procs=""; fi; \
+	@procs="web worker beat agent"; [ -n "$$REDIS_URL" ] || procs="redis $$procs"; \
+	  [ -n "$$STRIPE_SECRET_KEY" ] || procs="$$procs stripe"; \
 	  PATH="$(BIN):$$PATH" exec $(BIN)/honcho start --no-colour -f Procfile $$procs
 
 test: venv | $(VAR_DIR)
