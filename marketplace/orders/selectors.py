@@ -75,3 +75,15 @@ def order_log(order: Order, offset: int = 0, limit: int = MAX_LOG_CHARS) -> LogS
     next_offset = offset + len(text)
     complete = order.finished and next_offset >= order.log_chars
     return LogSlice(offset=offset, next_offset=next_offset, text=text, complete=complete)
+
+
+def held_nodes(offer_ids: list[int]) -> dict[int, int]:
+    """{offer id: nodes held by active reservations} (offers with none are absent): free = nodes_available - held.
+    One query, for the search and the engine if they want to show what is free right now."""
+    from django.db.models import Count
+
+    from marketplace.orders.models import Reservation
+
+    rows = (Reservation.objects.filter(offer_id__in=offer_ids, active=True).values("offer_id")
+            .annotate(n=Count("id")).values_list("offer_id", "n"))
+    return dict(rows)

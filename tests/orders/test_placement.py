@@ -104,6 +104,15 @@ def test_no_capacity_is_409_and_writes_nothing(customer, offer_b, make_quote):
             OutboxMessage.objects.count()) == before
 
 
+def test_held_nodes_per_offer(customer, offer_a, offer_b, make_quote):
+    from marketplace.orders.selectors import held_nodes
+
+    order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(make_quote(customer, [offer_a],
+                                                                                              nodes=2).id)))
+    order_place(user=customer, idempotency_key="k2", data=placement(quote_id=str(make_quote(customer, [offer_b]).id)))
+    assert held_nodes([offer_a.id, offer_b.id, 999]) == {offer_a.id: 2, offer_b.id: 1}
+
+
 def test_a_full_first_alternative_falls_through_to_the_next(customer, offer_a, offer_b, make_quote):
     quote = make_quote(customer, [offer_b, offer_a])
     first, _ = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
