@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
-        client.delete(queue)
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         SimulatedDriver(redis_url=redis_address, namespace=namespace).reset()
         connection.close()
         if not args.keep_db and not database_url.startswith("sqlite"):

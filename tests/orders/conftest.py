@@ -35,7 +35,12 @@ def private_queue(settings) -> str:
     if url is not None:
         import redis
 
-        redis.Redis.from_url(url).delete(queue)
+        redis.Redis.from_url(url).delete(*queue_keys(queue))
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis keys kombu keeps for a queue (the messages and its exchange bindings)."""
+    return [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
 
 
 def queued_tasks(redis_url: str, queue: str) -> list[tuple[str, str]]:
@@ -202,7 +207,7 @@ def module_worker(django_db_setup, django_db_blocker, sim_namespace, tmp_path_fa
     worker.stop()
     import redis
 
-    redis.Redis.from_url(url).delete(queue)
+    redis.Redis.from_url(url).delete(*queue_keys(queue))
     assert "Traceback" not in worker.log(), worker.log()[-5000:]
 
 
