@@ -166,4 +166,6 @@ def orders_worker(portal_data, stripe_fake, settings, monkeypatch, tmp_path):
     driver.reset()
     import redis
 
-    redis.Redis.from_url(redis_url).delete(worker.queue)
+    queue = worker.queue  # the messages and kombu's bindings of the private queue
+    redis.Redis.from_url(redis_url).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    assert "Traceback" not in worker.log(), worker.log()[-5000:]
