@@ -58,8 +58,12 @@ class OrderCollectionView(ListAPIView):
     @extend_schema(operation_id="orders_create", summary="Place an order from a quote or an offer + configuration",
                    parameters=[IDEMPOTENCY_HEADER], request=OrderCreateSerializer,
                    responses={201: OrderSerializer, 200: OrderSerializer, **WRITE_ERROR_RESPONSES,
+                              402: error_response("Payment refused: payment_declined (with `decline_code`) or "
+                                                  "insufficient_credit; the order is failed and its capacity freed."),
                               409: error_response("Key reused with another body, quote expired (a fresh quote "
-                                                  "is in `error.quote`), or no capacity left.")},
+                                                  "is in `error.quote`), or no capacity left."),
+                              503: error_response("payment_provider_unavailable: Stripe did not answer; the order "
+                                                  "is failed; place it again with a new Idempotency-Key.")},
                    tags=["orders"])
     def post(self, request: Request) -> Response:
         key = _idempotency_key(request)

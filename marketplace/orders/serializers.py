@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.models.orders import MAX_DURATION_HOURS
-from marketplace.orders.services.placement import JobInput, PlacementInput
+from marketplace.orders.services.placement import JobInput, PaymentInput, PlacementInput
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ENV_VARS = 100
@@ -79,6 +79,32 @@ class JobSerializer(serializers.Serializer):
         return attrs
 
 
+class PaymentSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=["card", "credit"], required=False, allow_null=True, default=None,
+                                     help_text="card (a hold of the order's maximum, captured for usage) or credit "
+                                               "(prepaid, debited as metered). Default: your saved card when the "
+                                               "order fits a card hold, else credit.")
+    payment_method = serializers.CharField(required=False, allow_null=True, default=None, max_length=64,
+                                           help_text="For card: a Stripe PaymentMethod id (test mode: pm_card_visa); "
+                                                     "default: your saved card.")
+
+    def to_internal_value(self, data: Any) -> Any:
+        _no_unknown(self, data)
+        return super().to_internal_value(data)
+
+    def validate_payment_method(self, value: str | None) -> str | None:
+        if value is not None and not value.startswith("pm_"):
+            raise serializers.ValidationError("Expected a Stripe PaymentMethod id such as pm_card_visa.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("payment_method") and attrs.get("method") == "credit":
+            raise serializers.ValidationError({"payment_method": ["Only with method card."]})
+        if attrs.get("payment_method") and attrs.get("method") is None:
+            attrs["method"] = "card"  # a card was given: pay with it
+        return attrs
+
+
 class OrderCreateSerializer(serializers.Serializer):
     quote_id = serializers.UUIDField(required=False, help_text="A quote of yours (GET it from /recommendations/).")
     offer_id = serializers.IntegerField(required=False, min_value=1, help_text="Or: an offer id, with nodes.")
@@ -87,6 +113,7 @@ class OrderCreateSerializer(serializers.Serializer):
                                               max_value=MAX_DURATION_HOURS,
                                               help_text="For offer + configuration; defaults to job.duration_hours.")
     job = JobSerializer()
+    payment = PaymentSerializer(required=False, help_text="How to pay (optional; see docs/payments.md).")
 
     def to_internal_value(self, data: Any) -> Any:
         _no_unknown(self, data)
@@ -113,7 +140,9 @@ class OrderCreateSerializer(serializers.Serializer):
             job=JobInput(command=job["command"], image=job["image"], env=job["env"],
                          duration_hours=job["duration_hours"], budget_cap_usd=job["budget_cap_usd"]),
             quote_id=str(data["quote_id"]) if "quote_id" in data else None, offer_id=data.get("offer_id"),
-            nodes=data.get("nodes"), duration_hours=data.get("duration_hours"))
+            nodes=data.get("nodes"), duration_hours=data.get("duration_hours"),
+            payment=PaymentInput(method=data["payment"]["method"], payment_method=data["payment"]["payment_method"])
+            if data.get("payment") is not None else None)
 
 
 def _money(value: Decimal | None, places: str) -> str | None:

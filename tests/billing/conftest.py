@@ -1,61 +1,24 @@
-"""Billing test fixtures: the fake Stripe server on a free 127.0.0.1 port (the real SDK talks to it through
-STRIPE_API_BASE), webhook signing with the SDK's own helper, orders (orders app) to bill, and a synchronous
+"""Billing test fixtures: the fake Stripe server on a free 127.0.0.1 port (tests/fakes.py: the real SDK talks to it
+through STRIPE_API_BASE), webhook signing with the SDK's own helper, orders (orders app) to bill, and a synchronous
 `Driver` that runs the work billing enqueued the way the Celery tasks would (the real worker is exercised in
 test_worker_flow.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import stripe
 from django.utils import timezone
 
 from marketplace.billing.fake_stripe import FakeStripe
+from tests import fakes
+from tests.fakes import CAPTURE_PATH, CONNECT_SECRET, SECRET_KEY, WEBHOOK_SECRET, post_event, sign  # noqa: F401
 
-SECRET_KEY = "sk_test_billing_tests"
-WEBHOOK_SECRET = "whsec_test_platform_secret"
-CONNECT_SECRET = "whsec_test_connect_secret"
-CAPTURE_PATH = r"/v1/payment_intents/\w+/capture"
-
-
-@pytest.fixture(scope="session")
-def fake_server():
-    with FakeStripe() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server, monkeypatch):
-    """The fake, emptied, with the broker pointed at it (fresh env => fresh SDK client in the gateway)."""
-    fake_server.reset()
-    monkeypatch.setenv("STRIPE_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("STRIPE_API_BASE", fake_server.url)
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.setenv("STRIPE_CONNECT_WEBHOOK_SECRET", CONNECT_SECRET)
-    monkeypatch.setenv("STRIPE_MAX_NETWORK_RETRIES", "2")
-    monkeypatch.setenv("STRIPE_TIMEOUT_SECONDS", "1")
-    monkeypatch.setenv("PLATFORM_FEE_PERCENT", "10")
-    monkeypatch.setenv("BILLING_CREDIT_WARN_USD", "5.00")
-    return fake_server
-
-
-def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
-
-
-def post_event(client, event: dict, *, connect: bool = False, secret: str | None = None,
-               timestamp: int | None = None, payload: str | None = None, signature: str | None = None):
-    """POST an event to the real webhook view, signed like Stripe signs it."""
-    body = payload if payload is not None else json.dumps(event)
-    header = signature if signature is not None else sign(
-        body, secret or (CONNECT_SECRET if connect else WEBHOOK_SECRET), timestamp)
-    url = "/api/v1/stripe/connect-webhook/" if connect else "/api/v1/stripe/webhook/"
-    return client.post(url, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+fake_server = fakes.fake_server  # the shared fixtures, registered for this package
+fake = fakes.fake
 
 
 class Driver:

@@ -1,5 +1,9 @@
 """Fixtures of the order tests: offers with capacity, quotes over them, the simulated driver in a private Redis
-namespace, and a real Celery worker (tests/worker_process.py) wired to this test's queue and namespace."""
+namespace, and a real Celery worker (tests/worker_process.py) wired to this test's queue and namespace.
+
+Placing an order pays for it (docs/payments.md): every customer these tests make can pay from prepaid credit,
+through an operator's overdraft allowance (billing_set_overdraft: no Stripe call, no ledger entry until usage is
+charged). Tests of card payment and top-ups use the fake Stripe (`fake`, from tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from tests import fakes
 from tests.worker_process import CeleryWorker, database_url_of, redis_url_for_tests
+
+fake_server = fakes.fake_server  # the shared fake Stripe fixtures, registered for this package
+fake = fakes.fake
+CREDIT_LINE = Decimal("100000.00")
 
 FAST_PIPELINE_ENV = {
     "ORDERS_POLL_INTERVAL_S": "0.2",
@@ -23,6 +32,24 @@ FAST_PIPELINE_ENV = {
     "ORDERS_RETRY_CAP_S": "0.2",
     "ORDERS_RETRY_MAX": "2",
 }
+
+
+@pytest.fixture
+def make_user(make_user):
+    """tests/conftest.py's make_user; customers get an operator's credit line to pay for their orders."""
+    from marketplace.billing.services.customers import billing_set_overdraft
+    from marketplace.models import User
+    from marketplace.models.accounts import Role
+
+    def make(username: str, role: str = Role.CUSTOMER, provider=None, *, credit: bool = True, **kw):
+        user = make_user(username, role, provider, **kw)
+        if role == Role.CUSTOMER and credit:
+            operator = User.objects.filter(username="orders-credit-operator").first() or make_user(
+                "orders-credit-operator", Role.OPERATOR, is_staff=True)
+            billing_set_overdraft(operator=operator, customer=user, limit=CREDIT_LINE)
+        return user
+
+    return make
 
 
 @pytest.fixture(autouse=True)

@@ -135,7 +135,8 @@ def test_boot_failure_with_no_alternative_left_fails_no_capacity(customer, offer
     assert Reservation.objects.filter(order=order, active=True).count() == 0
     job_1 = sim.job_ref_for(order.provider_key(1))
     assert outbox() == [("workers.tasks.orders.terminate_job", [order.pk, offer_a.id, job_1]),  # the failed boot
-                        ("workers.tasks.orders.provision", [order.pk, 2])]
+                        ("workers.tasks.orders.provision", [order.pk, 2]),
+                        ("workers.tasks.billing.order_finished", [order.pk])]  # billing settles the failed order
 
 
 def test_failover_skips_full_alternatives_and_is_bounded(customer, provider_b, make_node_offer, make_quote, sim,

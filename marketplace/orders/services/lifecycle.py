@@ -13,7 +13,7 @@ from typing import Any
 from marketplace.errors import ConflictError, NotFoundError
 from marketplace.models import User
 from marketplace.orders.models import Order, OrderEvent
-from marketplace.orders.services import reservations
+from marketplace.orders.services import outbox, reservations
 from marketplace.orders.states import FINAL, State, can_move
 
 # Celery task names (workers/tasks/orders.py registers them under these names).
@@ -22,6 +22,7 @@ TASK_POLL = "workers.tasks.orders.poll_status"
 TASK_METER = "workers.tasks.orders.meter"
 TASK_STOP = "workers.tasks.orders.stop"
 TASK_TERMINATE = "workers.tasks.orders.terminate_job"
+TASK_BILLING_FINISHED = "workers.tasks.billing.order_finished"  # settles or refunds (docs/payments.md)
 
 
 def locked(order_id: int, *, with_offer: bool = False) -> Order:
@@ -57,6 +58,7 @@ def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | N
         order.finished_at = now
         fields.add("finished_at")
         reservations.release(order, reason=f"order {to.value}", now=now)
+        outbox.enqueue(TASK_BILLING_FINISHED, [order.pk])
     order.save(update_fields=sorted(fields))
     return event
 

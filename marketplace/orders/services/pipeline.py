@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from marketplace.billing.services.order_hooks import billing_meter_order
+from marketplace.billing.services.orders import UsageOutcome
 from marketplace.orders import config
 from marketplace.orders.models import Order
 from marketplace.orders.services.drivers import driver_for_offer, driver_named, job_spec
@@ -26,6 +28,7 @@ from marketplace.orders.services.transitions import (
     order_begin_stop,
     order_claim_provisioning,
     order_finish,
+    order_note_once,
     order_record_job,
 )
 from marketplace.orders.states import State
@@ -40,6 +43,7 @@ from workers.drivers.base import (
 
 log = logging.getLogger(__name__)
 FINAL_LOG_READS = 20
+CREDIT_LOW = "credit low: the order stops when prepaid credit runs out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,7 @@ def step_meter(order_id: int, attempt: int, *, task: str) -> Next | None:
     order = order_record_usage(order_id, attempt, usage) or order
     if order.state != State.RUNNING:
         return None
+    billed = billing_meter_order(order)
     if status.state.finished:
         outcome, code, reason = _outcome(status)
         order_begin_stop(order_id, outcome=outcome, code=code, reason=reason, attempt=attempt, task=task,
@@ -176,7 +181,19 @@ def step_meter(order_id: int, attempt: int, *, task: str) -> Next | None:
         order_begin_stop(order_id, outcome=State.COMPLETED, reason="budget cap reached", attempt=attempt,
                          task=task, data={"metered_usd": str(order.metered_usd)})
         return None
+    if billed is not None and billed.action == "stop":
+        order_begin_stop(order_id, outcome=State.FAILED, code=billed.reason, attempt=attempt, task=task,
+                         reason=f"stopped by billing: {billed.reason.replace('_', ' ')}", data=_billing_data(billed))
+        return None
+    if billed is not None and billed.action == "warn":
+        order_note_once(order_id, attempt, reason=CREDIT_LOW, task=task, data=_billing_data(billed))
     return Next(TASK_METER, (order_id, attempt), max(0.05, min(config.meter_interval_s(), duration_s - ran_s)))
+
+
+def _billing_data(billed: UsageOutcome) -> dict:
+    return {"billing": billed.action, "code": billed.reason, "charged_usd": str(billed.charged),
+            "uncovered_usd": str(billed.uncovered),
+            "remaining_credit_usd": None if billed.remaining_credit is None else str(billed.remaining_credit)}
 
 
 def give_up_meter(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:

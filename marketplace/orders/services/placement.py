@@ -5,6 +5,10 @@ Idempotency-Key, reserving capacity and queueing provisioning in one transaction
 - An expired quote -> 409 quote_expired carrying a fresh quote for the same request.
 - Capacity: the quote's alternatives are tried in rank order (at most ORDERS_MAX_ATTEMPTS of them); the first
   with free units is reserved. None -> 409 no_capacity and nothing is written.
+- Payment (docs/payments.md "For the order pipeline"): with queue=True the order is reserved and committed, then
+  billing authorizes it (card hold or credit check, outside any transaction: it may wait for Stripe), then it is
+  queued. A refused authorization fails the order with the payment error's code (its capacity is released) and
+  re-raises (402/400/503). queue=False only reserves: the caller authorizes and queues (the portal does).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from marketplace.orders import config
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import reservations
 from marketplace.orders.services.placement_plan import alternatives_of, apply_alternative, plan_from_quote
-from marketplace.orders.services.transitions import queue_locked
 from marketplace.orders.states import State
 
 
@@ -39,22 +42,35 @@ class JobInput:
 
 
 @dataclass(frozen=True)
+class PaymentInput:
+    """How to pay: method "card" or "credit" (None: billing's default, a saved card when the order fits a card
+    hold, else credit) and, for a card, the Stripe PaymentMethod (None: the customer's saved card)."""
+
+    method: str | None = None
+    payment_method: str | None = None
+
+
+@dataclass(frozen=True)
 class PlacementInput:
     job: JobInput
     quote_id: str | None = None
     offer_id: int | None = None
     nodes: int | None = None
     duration_hours: Decimal | None = None  # for offer + configuration; defaults to the job's duration
+    payment: PaymentInput | None = None
 
     def canonical(self) -> dict[str, Any]:
         """The body as compared for idempotency: numbers normalised, env sorted."""
         def num(value: Decimal | None) -> str | None:
             return None if value is None else format(value.normalize(), "f")
 
-        return {"quote_id": str(self.quote_id) if self.quote_id else None, "offer_id": self.offer_id,
+        body = {"quote_id": str(self.quote_id) if self.quote_id else None, "offer_id": self.offer_id,
                 "nodes": self.nodes, "duration_hours": num(self.duration_hours),
                 "job": {"command": self.job.command, "image": self.job.image, "env": dict(sorted(self.job.env.items())),
                         "duration_hours": num(self.job.duration_hours), "budget_cap_usd": num(self.job.budget_cap_usd)}}
+        if self.payment is not None:  # absent: the hash of a body without payment is unchanged
+            body["payment"] = {"method": self.payment.method, "payment_method": self.payment.payment_method}
+        return body
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
@@ -93,7 +109,20 @@ def _quote_for(user: User, data: PlacementInput, now: datetime) -> Quote:
 
 def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue: bool = True,
                 now: datetime | None = None) -> tuple[Order, bool]:
-    """Returns (order, created). With queue=False the order waits in `reserved` (its reservation expires)."""
+    """Returns (order, created). With queue=False the order waits in `reserved` (its reservation expires) and
+    nothing is paid; with queue=True it is paid for (data.payment) and queued, or failed if payment is refused.
+    A replayed key whose order is still reserved (a crash or a concurrent request between reserving and paying)
+    retries the authorization, which billing makes idempotent."""
+    order, created = _reserve(user=user, idempotency_key=idempotency_key, data=data, now=now)
+    if not queue or order.state != State.RESERVED:
+        return order, created
+    from marketplace.orders.services.payment import order_pay_and_queue
+
+    return order_pay_and_queue(order, actor=user, payment=data.payment), created
+
+
+def _reserve(*, user: User, idempotency_key: str, data: PlacementInput,
+             now: datetime | None) -> tuple[Order, bool]:
     if not (user.role == "customer" or user.is_operator):
         raise PermissionDeniedError("Only customers place orders.")
     now = now or timezone.now()
@@ -103,7 +132,7 @@ def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue
         return existing, False
     quote = _quote_for(user, data, now)
     try:
-        return _place(user, idempotency_key, request_hash, quote, data.job, queue=queue, now=now), True
+        return _place(user, idempotency_key, request_hash, quote, data.job, now=now), True
     except IntegrityError:
         existing = _replay(user, idempotency_key, request_hash)  # a concurrent request with the same key won
         if existing is None:
@@ -112,8 +141,7 @@ def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue
 
 
 @transaction.atomic
-def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, queue: bool,
-           now: datetime) -> Order:
+def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, now: datetime) -> Order:
     plan = plan_from_quote(quote.alternatives)
     candidates = list(alternatives_of(plan))[: config.max_attempts()]
     if not candidates:
@@ -127,8 +155,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
     apply_alternative(order, *first, offers[first[1].offer_id])
     order.save()
-    # Held until the order proceeds; placed and queued in this same transaction, it never expires.
-    expires_at = None if queue else now + timedelta(seconds=config.reservation_ttl_s())
+    # Held until the order is paid for and queued (which confirms the reservation), or until it expires.
+    expires_at = now + timedelta(seconds=config.reservation_ttl_s())
     skipped: list[int] = []
     held, chosen = None, first
     for candidate in candidates:
@@ -149,6 +177,4 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                               reason="order placed; capacity reserved",
                               data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
                                     "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})
-    if queue:
-        queue_locked(order, now=now, actor=user, confirm=False)
     return order

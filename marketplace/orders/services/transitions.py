@@ -170,6 +170,18 @@ def order_fail(order_id: int, *, code: str, reason: str, task: str = "", actor: 
 
 
 @transaction.atomic
+def order_note_once(order_id: int, attempt: int, *, reason: str, task: str = "", data: dict | None = None,
+                    now: datetime | None = None) -> bool:
+    """Record an event (no state change) unless the order already has one with this reason (e.g. billing's
+    low-credit warning, repeated by every meter reading). True when it was written."""
+    order = locked(order_id)
+    if order.attempt != attempt or order.finished or order.events.filter(reason=reason[:300]).exists():
+        return False
+    note(order, now=now or timezone.now(), reason=reason, task=task, data={"attempt": attempt, **(data or {})})
+    return True
+
+
+@transaction.atomic
 def order_expire(order_id: int, *, task: str, now: datetime | None = None) -> Order | None:
     """reserved -> expired: the reservation was never confirmed in time."""
     now = now or timezone.now()
