@@ -390,6 +390,13 @@ def test_demo_load_is_idempotent_and_matches_the_import(catalog_dir: Path) -> No
     assert ascend.region.grid_ci_gco2_per_kwh == 477.2
     assert Offer.objects.filter(provider=bob.provider).count() == 3
 
+    from marketplace.billing.models import CustomerBilling, JournalEntry
+
+    # alice has a saved test card (one billing profile after two loads) and no ledger movement: nothing was paid.
+    assert list(CustomerBilling.objects.values_list("user__username", "default_payment_method")) == [
+        ("alice", "pm_card_visa")]
+    assert not JournalEntry.objects.exists()
+
     key1, key2 = demo_token("alice"), demo_token("alice")
     assert key1 != key2
     assert ApiToken.objects.filter(user=alice, name="demo", revoked_at__isnull=True).count() == 1

@@ -1,4 +1,5 @@
-"""Load the demo: users of every role, the demo offers (marketplace/demo/offers.csv), an API token for alice.
+"""Load the demo: users of every role, the demo offers (marketplace/demo/offers.csv), an API token for alice, and
+a saved test card for alice (DEMO_CARD, Stripe's test PaymentMethod) so her orders can be paid by card.
 
 Idempotent: users, providers, regions and offers are matched by natural keys (username, provider slug, region
 key, (provider, external_id)); running it twice leaves the same rows. Passwords are reset to DEMO_PASSWORD.
@@ -33,6 +34,8 @@ from marketplace.services.tokens import token_create
 DEMO_PASSWORD = "demo-pass-123"  # local demo only; printed by `make run` / `manage.py load_demo`
 DEMO_PROVIDER_SLUG = "demo-gpu-host"
 DEMO_TOKEN_NAME = "demo"
+DEMO_CUSTOMER = "alice"
+DEMO_CARD = "pm_card_visa"  # test mode only (the fake Stripe, or Stripe with a test key)
 
 # Policies of the hand-written providers (catalog providers keep the model defaults).
 PROVIDER_POLICY: dict[str, dict[str, Any]] = {
@@ -80,6 +83,7 @@ def _load(rows: list[DemoOffer], now: datetime) -> DemoSummary:
         if DEMO_PROVIDER_SLUG in providers
         else _provider(DEMO_PROVIDER_SLUG, "Demo GPU Host", "gpu_host", "")[0]
     )
+    _demo_card()
     region_ids, regions_created = ensure_regions(_region_infos({r.region_key for r in rows}))
     acc_ids = accelerator_ids({r.accelerator for r in rows})
     grouped: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -145,6 +149,16 @@ def _users(demo_provider: Provider) -> int:
         user.set_password(DEMO_PASSWORD)
         user.save()
     return created
+
+
+def _demo_card() -> None:
+    """alice pays by card by default. Prepaid credit is not granted here: billing has no operator grant (credit
+    only comes from a top-up confirmed by Stripe's webhook), so the demo tops up through the portal or the API."""
+    from marketplace.billing.services.customers import billing_profile_update, customer_billing
+
+    alice = User.objects.get(username=DEMO_CUSTOMER)
+    if customer_billing(alice).default_payment_method != DEMO_CARD:
+        billing_profile_update(alice, default_payment_method=DEMO_CARD)
 
 
 def _region_infos(keys: set[str]) -> list[RegionInfo]:
