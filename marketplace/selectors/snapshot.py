@@ -1,12 +1,16 @@
-"""The engine's input from the database: listed offers as OfferRow values, one query, cached per process.
+"""The engine's input from the database: listed offers as OfferRow values, cached per process.
 
-The cache is keyed on the catalog version (marketplace.models.CatalogVersion), which every write that changes
-listed offers bumps in its own transaction; a request costs one primary-key read when nothing changed.
+Two queries: the offers, and the nodes held by active order reservations (marketplace.orders.selectors.held_nodes),
+which are subtracted from `nodes_available`: the engine sees what is free now. The cache is keyed on the catalog
+version (marketplace.models.CatalogVersion), which every write that changes listed offers or their free capacity
+(offer services, reservations made or released) bumps in its own transaction; a request costs one primary-key read
+when nothing changed.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from decimal import Decimal
 
 from django.db.models import Q
@@ -47,8 +51,20 @@ def _row(v: tuple) -> OfferRow:
 
 
 def offer_rows(queryset=None) -> list[OfferRow]:
-    qs = queryset if queryset is not None else Offer.objects.filter(listed_offers_q())
-    return [_row(v) for v in qs.order_by("id").values_list(*_FIELDS).iterator(chunk_size=5000)]
+    """Offers as engine rows, `nodes_available` being the nodes not held by reservations. The listed set (no
+    `queryset`) leaves out offers with no free node, as it leaves out offers with none at all; a given queryset
+    keeps them (at 0), so an offer chosen directly is still priced and placing on it answers no_capacity."""
+    from marketplace.orders.selectors import held_nodes
+
+    listed = queryset is None
+    qs = Offer.objects.filter(listed_offers_q()) if listed else queryset
+    rows = [_row(v) for v in qs.order_by("id").values_list(*_FIELDS).iterator(chunk_size=5000)]
+    held = held_nodes([r.offer_id for r in rows]) if rows else {}
+    if not held:
+        return rows
+    rows = [replace(r, nodes_available=max(0, r.nodes_available - held[r.offer_id])) if r.offer_id in held else r
+            for r in rows]
+    return [r for r in rows if r.nodes_available > 0] if listed else rows
 
 
 class _SnapshotCache:

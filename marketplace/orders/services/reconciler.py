@@ -29,6 +29,7 @@ from marketplace.orders.services import outbox
 from marketplace.orders.services.lifecycle import TASK_METER, TASK_POLL, TASK_PROVISION, TASK_STOP, locked, note
 from marketplace.orders.services.transitions import order_begin_stop, order_expire, order_fail
 from marketplace.orders.states import FINAL, IN_FLIGHT, State
+from marketplace.services.catalog_version import catalog_bump
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "orders-reconciler"
@@ -133,5 +134,9 @@ def order_redrive(order_id: int, *, cutoff: datetime, now: datetime) -> str:
 
 
 def _release_orphans(now: datetime) -> int:
-    return Reservation.objects.filter(active=True, order__state__in=[s.value for s in FINAL]).update(
-        active=False, released_at=now, release_reason="order finished (reconciler)")
+    with transaction.atomic():
+        released = Reservation.objects.filter(active=True, order__state__in=[s.value for s in FINAL]).update(
+            active=False, released_at=now, release_reason="order finished (reconciler)")
+        if released:
+            catalog_bump()  # the freed nodes show in search again
+    return released

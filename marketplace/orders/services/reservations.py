@@ -15,6 +15,7 @@ from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
+from marketplace.services.catalog_version import catalog_bump
 
 
 def capacity_sync(offer: Offer) -> None:
@@ -71,15 +72,20 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
     if len(units) < nodes:
         return None
-    return Reservation.objects.bulk_create([
+    held = Reservation.objects.bulk_create([
         Reservation(order=order, unit_id=unit, offer_id=offer.pk, attempt=attempt, expires_at=expires_at)
         for unit in units])
+    catalog_bump()
+    return held
 
 
 def release(order: Order, *, reason: str, now: datetime) -> int:
     """Free every unit the order holds. Returns how many were released."""
-    return Reservation.objects.filter(order_id=order.pk, active=True).update(
+    released = Reservation.objects.filter(order_id=order.pk, active=True).update(
         active=False, released_at=now, release_reason=reason[:100])
+    if released:
+        catalog_bump()
+    return released
 
 
 def confirm(order: Order) -> int:
