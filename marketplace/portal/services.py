@@ -93,30 +93,3 @@ def provider_policy_update(*, user: User, min_rental_hours: Decimal, allowed_wor
         catalog_bump()
     return provider
 
-
-def order_place_and_pay(*, user: User, idempotency_key: str, data, method: str,
-                        payment_method: str | None) -> tuple:
-    """Place an order and pay for it, at the hook points docs/payments.md gives placement:
-
-        order_place(queue=False) -> billing_authorize_order_for(order, method, card) -> order_queue
-
-    A refused payment (declined card, not enough credit, method not allowed) fails the order with the payment's
-    code, which releases its capacity, and re-raises for the form. When the payment provider does not answer,
-    the order stays reserved (its reservation expires on its own) and submitting the same form again (same
-    idempotency key) retries the authorization, which billing makes safe to repeat. A replayed key whose order
-    already went on returns it unchanged. Returns (order, created).
-    """
-    from marketplace.billing.errors import InsufficientCredit, PaymentDeclined, PaymentMethodNotAllowed
-    from marketplace.billing.services.order_hooks import billing_authorize_order_for
-    from marketplace.orders.services.placement import order_place
-    from marketplace.orders.services.transitions import order_fail, order_queue
-
-    order, created = order_place(user=user, idempotency_key=idempotency_key, data=data, queue=False)
-    if order.state != "reserved":
-        return order, created
-    try:
-        billing_authorize_order_for(order, method=method, payment_method=payment_method)
-    except (PaymentDeclined, InsufficientCredit, PaymentMethodNotAllowed) as exc:
-        order_fail(order.pk, code=exc.code, reason=f"payment refused: {exc.message}", actor=user)
-        raise
-    return order_queue(order.pk, actor=user), created

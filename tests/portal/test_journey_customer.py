@@ -5,6 +5,7 @@ reads its logs and cancels."""
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -126,6 +127,24 @@ def test_customer_serves_a_70b_model_orders_and_cancels(page, url, orders_worker
     assert states[-2:] == ["stopping", "cancelled"]
     expect(page.locator("#invoice-link")).to_have_text(f"Invoice INV-O{order.pk}")
     shot(page, "order-cancelled")
+
+    # Billing settles the cancelled order in the worker. Seconds at $3.77/h come to a few cents, below Stripe's
+    # $0.50 minimum charge: the usage is written off and the whole hold released, and the final invoice says so.
+    order.refresh_from_db()
+    deadline = time.monotonic() + 30
+    while OrderCharge.objects.get(order=order).status != "voided":
+        assert time.monotonic() < deadline, OrderCharge.objects.get(order=order).status
+        time.sleep(0.2)
+    charge = OrderCharge.objects.get(order=order)
+    assert Decimal("0") < order.metered_usd < Decimal("0.50")
+    assert (charge.metered_amount, charge.captured_amount, charge.written_off_amount) == (
+        order.metered_usd, Decimal("0.00"), order.metered_usd)
     page.locator("#invoice-link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Invoice INV-O{order.pk}")
+    expect(page.locator("#invoice-status")).to_have_text("final")
+    lines = page.locator("#invoice-lines tbody tr")
+    expect(lines).to_have_count(2)
+    expect(lines.nth(0)).to_contain_text(f"${order.metered_usd:,.2f}")
+    expect(lines.nth(1)).to_contain_text("Usage not charged (order voided or below the minimum charge)")
+    expect(page.locator("#invoice-total")).to_have_text("$0.00")
     shot(page, "invoice")

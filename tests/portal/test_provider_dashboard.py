@@ -16,11 +16,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def _place(customer, offer, key: str):
-    from marketplace.orders.services.placement import JobInput, PlacementInput, order_place
+    from marketplace.orders.services.placement import JobInput, PaymentInput, PlacementInput, order_place
 
     job = JobInput(command="python train.py", duration_hours=Decimal("1"))
     order, created = order_place(user=customer, idempotency_key=key,
-                                 data=PlacementInput(job=job, offer_id=offer.pk, nodes=1))
+                                 data=PlacementInput(job=job, offer_id=offer.pk, nodes=1,
+                                                     payment=PaymentInput(method="credit")))
     assert created
     return order
 
@@ -46,14 +47,31 @@ def test_provider_dashboard_after_orders_ran(page, url, orders_worker, shot):
     offers = {o.name: o for o in Offer.objects.filter(provider=provider, status="listed")}
     assert set(offers) == {"rtx4090.1x", "rtx4090.4x", "l40s.8x"}
     sim = orders_worker.sim
+    # Seconds of use earn cents: the $6.40/h node runs 15 s (about 3 cents), the small one 6 s, one start fails.
     sim.configure_offer(offer_external_id(offers["rtx4090.1x"]), run_duration_s=6.0)
-    sim.configure_offer(offer_external_id(offers["rtx4090.4x"]), run_duration_s=10.0)
-    sim.configure_offer(offer_external_id(offers["l40s.8x"]), failure_rate=1.0)
+    sim.configure_offer(offer_external_id(offers["l40s.8x"]), run_duration_s=15.0)
+    sim.configure_offer(offer_external_id(offers["rtx4090.4x"]), failure_rate=1.0)
     alice = User.objects.get(username="alice")
+    # Paid from prepaid credit (no minimum charge, so even seconds of use are earned): a top-up with a test card,
+    # credited when the worker has processed Stripe's webhook.
+    from marketplace.billing.selectors.billing import credit_summary
+    from marketplace.billing.services.topups import topup_create
+
+    topup_create(alice, amount=Decimal("20.00"), payment_method="pm_card_visa")
+    deadline = time.monotonic() + 30
+    while credit_summary(alice)["balance"] != Decimal("20.00"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     placed = [_place(alice, offers[name], f"dash-{name}") for name in ("rtx4090.1x", "rtx4090.4x", "l40s.8x")]
     _wait_finished([o.pk for o in placed])
+    from marketplace.billing.models import OrderCharge
+
+    deadline = time.monotonic() + 30  # billing settles each finished order in the worker
+    while OrderCharge.objects.filter(order__in=placed, status__in=["settled", "voided"]).count() < 3:
+        assert time.monotonic() < deadline, list(OrderCharge.objects.values_list("order_id", "status"))
+        time.sleep(0.2)
     states = dict(Order.objects.filter(pk__in=[o.pk for o in placed]).values_list("offer__name", "state"))
-    assert states == {"rtx4090.1x": "completed", "rtx4090.4x": "completed", "l40s.8x": "failed"}
+    assert states == {"rtx4090.1x": "completed", "l40s.8x": "completed", "rtx4090.4x": "failed"}
     provider.refresh_from_db()
 
     sign_in(page, url, "bob", "demo-pass-123")
@@ -74,6 +92,7 @@ def test_provider_dashboard_after_orders_ran(page, url, orders_worker, shot):
     earned = -sum_lines(JournalLine.objects.filter(account__kind=AccountKind.PROVIDER_PAYABLE,
                                                    account__provider=provider)
                         .exclude(entry__kind__in=[EntryKind.TRANSFER, EntryKind.TRANSFER_REVERSAL]))
+    assert earned > 0
     expect(page.locator("#earned-total")).to_have_text(f"${earned:,.2f}")
     expect(page.locator("#provider-orders tbody tr")).to_have_count(3)
 

@@ -12,16 +12,20 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from broker.engine.filters import BY_CODE
-from marketplace.billing.errors import InsufficientCredit, PaymentDeclined, PaymentMethodNotAllowed
+from marketplace.billing.errors import (
+    InsufficientCredit,
+    PaymentDeclined,
+    PaymentMethodNotAllowed,
+    PaymentProviderUnavailable,
+)
 from marketplace.billing.selectors.billing import charge_for, credit_summary
 from marketplace.errors import DomainError
 from marketplace.orders.selectors import order_events, order_for_user, order_log, orders_visible
 from marketplace.orders.serializers import JobSerializer
 from marketplace.orders.services.cancel import order_cancel
-from marketplace.orders.services.placement import JobInput, PlacementInput
+from marketplace.orders.services.placement import JobInput, PaymentInput, PlacementInput, order_place
 from marketplace.portal.forms import OfferOrderForm, OrderForm, apply_domain_error
 from marketplace.portal.orders import order_progress
-from marketplace.portal.services import order_place_and_pay
 from marketplace.portal.views.access import signed_in
 from marketplace.selectors.offers import offer_visible
 from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired
@@ -43,8 +47,10 @@ def _retry_form(form: OrderForm, field: str, message: str) -> OrderForm:
 
 
 def _placement(form: OrderForm, quote, option: dict) -> PlacementInput | None:
-    """The placement for the form, or None after putting the job checks' errors on the form."""
+    """The placement for the form (job and payment), or None after putting the job checks' errors on the form."""
     data = form.cleaned_data
+    card = data["card"] or None  # None: the customer's saved card
+    payment = PaymentInput(method=data["method"], payment_method=card if data["method"] == "card" else None)
     cap = data["budget_cap_usd"]
     job = JobSerializer(data={"command": data["command"], "image": data["image"], "env": data["env"],
                               "duration_hours": str(data["duration_hours"]),
@@ -56,8 +62,8 @@ def _placement(form: OrderForm, quote, option: dict) -> PlacementInput | None:
         return None
     job_input = JobInput(**job.validated_data)
     if option["rank"] == 1:  # the quote's own order: fails over along its other options
-        return PlacementInput(job=job_input, quote_id=str(quote.id))
-    return PlacementInput(job=job_input, offer_id=option["offer_id"], nodes=option["nodes"])
+        return PlacementInput(job=job_input, quote_id=str(quote.id), payment=payment)
+    return PlacementInput(job=job_input, offer_id=option["offer_id"], nodes=option["nodes"], payment=payment)
 
 
 @signed_in
@@ -82,12 +88,16 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
         if placement is not None:
             data = form.cleaned_data
             try:
-                order, created = order_place_and_pay(
-                    user=request.user, idempotency_key=data["idempotency_key"], data=placement,
-                    method=data["method"], payment_method=(data["card"] or saved) if data["method"] == "card" else None)
-            except (PaymentDeclined, InsufficientCredit, PaymentMethodNotAllowed) as exc:
+                order, created = order_place(user=request.user, idempotency_key=data["idempotency_key"],
+                                             data=placement)
+            except (PaymentDeclined, InsufficientCredit, PaymentMethodNotAllowed, PaymentProviderUnavailable) as exc:
                 form = _retry_form(form, "card" if data["method"] == "card" else "method", exc.message)
             except DomainError as exc:
+                fresh = (exc.extra.get("quote") or {}) if exc.code == "quote_expired" else {}
+                if any(a.get("offer_id") == offer_id for a in fresh.get("alternatives", [])):
+                    messages.warning(request, "The quote had expired; here it is again at today's prices. Check "
+                                              "the total and place the order.")
+                    return redirect("portal:order-new", quote_id=fresh["id"], offer_id=offer_id)
                 apply_domain_error(form, exc)
             else:
                 if created:
