@@ -118,7 +118,7 @@ BAD_INPUT = [
     ({"gpu_ram": 80}, {"gpu_ram": ["unknown field; valid fields: provider, external_id, name, accelerator, count, "
                                    "memory_gb, vcpus, ram_gb, disk_gb, interconnect, inter_node, network_gbps, "
                                    "region, price_per_hour, interruptible_price_per_hour, nodes_available, "
-                                   "min_rental_hours, available_until, status"]}),
+                                   "min_rental_hours, available_until, status, driver"]}),
 ]
 
 
@@ -235,7 +235,7 @@ def test_bulk_accepts_csv(a_client, provider_a):
                                       "accelerator, count, memory_gb, vcpus, ram_gb, disk_gb, interconnect, "
                                       "inter_node, network_gbps, region, price_per_hour, "
                                       "interruptible_price_per_hour, nodes_available, min_rental_hours, "
-                                      "available_until, status."),
+                                      "available_until, status, driver."),
     ('external_id,name\n"c-1,a\n', "Malformed CSV at line 2: unexpected end of data."),
 ])
 def test_malformed_csv_is_a_400(a_client, body, message):

@@ -130,6 +130,10 @@ class OfferWriteSerializer(serializers.Serializer):
                                                 max_value=Decimal(8784), required=False)
     available_until = serializers.DateTimeField(required=False, allow_null=True)
     status = serializers.ChoiceField(choices=["draft", "listed", "unlisted"], required=False)
+    driver = serializers.CharField(max_length=40, required=False,
+                                   help_text="How orders run: a registered driver (simulated, agent, slurm). agent "
+                                             "needs an enrolled agent; slurm an HPC center whose cluster the "
+                                             "operator configured. Default: simulated.")
 
 
 class OfferBulkSerializer(serializers.Serializer):

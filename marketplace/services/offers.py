@@ -48,7 +48,7 @@ PLAIN_FIELDS = {
     "nodes_available": "nodes_available", "min_rental_hours": "min_rental_hours",
     "available_until": "available_until", "status": "status",
 }
-WRITABLE_MODEL_FIELDS = (*PLAIN_FIELDS.values(), "accelerator", "region")
+WRITABLE_MODEL_FIELDS = (*PLAIN_FIELDS.values(), "accelerator", "region", "driver")
 
 Errors = dict[str, list[str]]
 
@@ -129,10 +129,19 @@ class _Resolver:
         return f"unknown region '{key}'{hint}"
 
 
-def _resolve(data: Mapping[str, Any], resolver: _Resolver, *, current: Offer | None) -> tuple[dict, Errors]:
+def _resolve(data: Mapping[str, Any], resolver: _Resolver, *, current: Offer | None,
+             provider: Provider | None = None) -> tuple[dict, Errors]:
     """API fields -> model fields for the given (possibly partial) data, with field errors."""
     errors: Errors = {}
     values: dict[str, Any] = {PLAIN_FIELDS[k]: v for k, v in data.items() if k in PLAIN_FIELDS}
+    if "driver" in data and (current is None or data["driver"] != current.driver):
+        from marketplace.orders.services.drivers import driver_refusal
+
+        refusal = driver_refusal(provider or current.provider, data["driver"])
+        if refusal:
+            errors["driver"] = [refusal]
+        else:
+            values["driver"] = data["driver"]
     accelerator = current.accelerator if current is not None else None
     if "accelerator" in data:
         found = resolver.accelerator(data["accelerator"])
@@ -214,7 +223,7 @@ def _check_external_id_free(provider: Provider, external_id: str, exclude_id: in
 @transaction.atomic
 def offer_create(*, user: User, data: Mapping[str, Any], input_errors: Errors | None = None) -> Offer:
     provider = writable_provider(user=user, provider_slug=data.get("provider"))
-    values, errors = _resolve(data, _Resolver(), current=None)
+    values, errors = _resolve(data, _Resolver(), current=None, provider=provider)
     errors.update(_check_external_id_free(provider, data.get("external_id", ""), None))
     errors = _merge(input_errors, errors)
     if errors:
@@ -289,7 +298,7 @@ def _bulk_upsert(provider: Provider, rows: Sequence[Mapping[str, Any]], input_er
         current = existing.get(row.get("external_id") or "")
         missing = [] if current is not None else [f for f in ("name", "accelerator", "count", "region",
                                                               "price_per_hour") if f not in row]
-        values, errors = _resolve(row, resolver, current=current)
+        values, errors = _resolve(row, resolver, current=current, provider=provider)
         for name in missing:
             if name not in input_errors.get(i, {}):
                 errors.setdefault(name, ["This field is required."])

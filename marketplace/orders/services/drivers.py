@@ -1,7 +1,12 @@
 """The driver an order's offer names, configured, and the JobSpec of the order's current attempt.
 
 Configuration: BROKER_DRIVER_CONFIG (per driver name, e.g. simulated knobs or a namespace) and, for `agent`, the
-provider's agent URL and secret from marketplace.agents. Instances are cached per process and configuration.
+provider's agent URL and secret from marketplace.agents. For `slurm`, the operator configures each HPC center's
+cluster under "providers": {"slurm": {<shared options>, "providers": {<provider slug>: {<its cluster's options>}}}};
+the provider's entry is merged over the shared options. Instances are cached per process and configuration.
+
+Which driver a provider may give its offers (driver_refusal): any registered one, except `agent` (the provider
+must have an enrolled agent) and `slurm` (an hpc_center with a cluster configured by the operator).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from marketplace.models import Offer
 from marketplace.orders import config
 from marketplace.orders.models import Order
 from workers.drivers.base import Driver, JobSpec
-from workers.drivers.registry import get_driver
+from workers.drivers.registry import get_driver, registered_drivers
 
 _cache: dict[str, Driver] = {}
 _lock = threading.Lock()
@@ -27,7 +32,34 @@ def driver_config(name: str, provider_id: int, offer_id: int | None = None) -> d
         from marketplace.agents.services import agent_driver_config
 
         options.update(agent_driver_config(provider_id, offer_id=offer_id))
+    elif name == "slurm":  # the provider's own cluster over the shared options
+        clusters = options.pop("providers", None) or {}
+        if clusters:
+            from marketplace.models import Provider
+
+            slug = Provider.objects.filter(pk=provider_id).values_list("slug", flat=True).first()
+            options.update(clusters.get(slug) or {})
     return options
+
+
+def driver_refusal(provider, name: str) -> str | None:
+    """Why the provider may not give its offers driver `name` (a field message), or None when it may."""
+    names = registered_drivers()
+    if name not in names:
+        return f"unknown driver '{name}'; choose one of {', '.join(names)}"
+    if name == "agent":
+        from marketplace.agents.models import ProviderAgent
+
+        if not ProviderAgent.objects.filter(provider_id=provider.pk, enabled=True).exists():
+            return "the agent driver needs an enrolled agent: enroll one (POST /api/v1/agents/) and run it first"
+    if name == "slurm":
+        if provider.kind != "hpc_center":
+            return f"the slurm driver is for HPC centers; this provider is a {provider.kind}"
+        clusters = config.driver_config("slurm").get("providers") or {}
+        if not isinstance(clusters, dict) or not isinstance(clusters.get(provider.slug), dict):
+            return (f"no Slurm cluster is configured for provider '{provider.slug}'; ask the operator to add it "
+                    "to BROKER_DRIVER_CONFIG (slurm.providers)")
+    return None
 
 
 def driver_named(name: str, provider_id: int, offer_id: int | None = None) -> Driver:
