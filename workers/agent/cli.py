@@ -25,7 +25,8 @@ log = logging.getLogger("provider_agent")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8701)
+    parser.add_argument("--port", type=int, default=8701, help="port to listen on (default 8701; 0: any free port, "
+                                                               "printed once bound)")
     parser.add_argument("--provider", required=True, help="the provider's slug at the broker")
     parser.add_argument("--name", default="default", help="this agent's name within the provider")
     parser.add_argument("--secret", default="", help="shared secret (prefer --secret-file or $AGENT_SECRET)")
@@ -66,10 +67,15 @@ def build_config(options: dict[str, Any], secret: str) -> AgentConfig:
     return AgentConfig(
         key_id=f"{options['provider']}/{options.get('name') or 'default'}", secret=secret,
         work_dir=Path(options.get("work_dir") or "var/agent").resolve(), host=options.get("host") or "127.0.0.1",
-        port=int(options.get("port") or 8701), previous_secret=previous,
+        port=_port(options.get("port")), previous_secret=previous,
         previous_secret_until=time.time() + float(options.get("previous_secret_grace") or 0),
         slots=int(options.get("slots") or 1), max_time_limit_s=int(options.get("max_time_limit") or 604800),
         kill_grace_s=float(options.get("kill_grace") or 5.0))
+
+
+def _port(value: Any) -> int:
+    """The port to bind: 8701 when not given; 0 asks the OS for a free one."""
+    return 8701 if value is None or value == "" else int(value)
 
 
 def registration_payload(app: AgentApp, options: dict[str, Any], advertise_url: str) -> dict[str, Any]:
@@ -119,6 +125,7 @@ def run(options: dict[str, Any]) -> int:
     signal.signal(signal.SIGINT, _stop)
     log.info("provider agent %s listening on http://%s:%s (work dir %s, %d slot(s))", app.config.key_id, host, port,
              app.config.work_dir, app.config.slots)
+    print(f"listening on http://{host}:{port}", flush=True)  # the bound port, for scripts that asked for --port 0
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
