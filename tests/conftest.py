@@ -130,4 +130,4 @@ def pytest_collection_modifyitems(items):
         if transactional and not (marker is not None and marker.kwargs.get("serialized_rollback")):
             kwargs = dict(marker.kwargs) if marker is not None else {}
             kwargs.update(transaction=True, serialized_rollback=True)
-            item.add_marker(pytest.mark.django_db(**kwargs))
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)  # must be the closest marker

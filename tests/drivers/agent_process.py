@@ -77,6 +77,18 @@ class AgentProcess:
         return {"base_url": self.url, "key_id": self.key_id, "secret": self.secret, **overrides}
 
 
+def pid_gone_within(pid: int, seconds: float = 5.0) -> bool:
+    """The process ends within `seconds` (SIGTERM, then SIGKILL after a grace, takes a moment on a busy box)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not pid_gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def pid_gone(pid: int) -> bool:
     """No such process, or a zombie (ended, waiting to be reaped by init)."""
     try:

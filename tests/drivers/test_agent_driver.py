@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.drivers.agent_process import AgentProcess, kill_leftovers, pid_gone
+from tests.drivers.agent_process import AgentProcess, kill_leftovers, pid_gone, pid_gone_within
 from tests.drivers.conftest import SECRET
 from workers.drivers.base import (
     CapacityGoneError,
@@ -110,7 +110,7 @@ def test_time_limit_kills_the_job(agent, agent_driver) -> None:
     assert wait_for(agent_driver, ref, {JobState.TIMEOUT}) == JobState.TIMEOUT
     assert 1.0 <= time.monotonic() - started < 3.0
     assert agent_driver.status(ref).message == "killed at the time limit of 1s"
-    assert pid_gone(int((agent.work_dir / "jobs" / ref / "shell.pid").read_text()))
+    assert pid_gone_within(int((agent.work_dir / "jobs" / ref / "shell.pid").read_text()))
     assert 1.0 <= agent_driver.usage(ref).elapsed_s < 2.5
 
 
