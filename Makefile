@@ -39,6 +39,7 @@ $(VAR_DIR):
 	@mkdir -p $@/static
 
 run: export BROKER_DEV := 1
+run: export ORDERS_METER_INTERVAL_S := $(or $(ORDERS_METER_INTERVAL_S),5)
 run: venv | $(VAR_DIR)
 	@mkdir -p $(VAR_DIR)/static
 	$(BIN)/python manage.py migrate --noinput
