@@ -78,6 +78,11 @@ def make_fixture(orders: int) -> tuple[str, str]:
     from marketplace.services.tokens import token_create
 
     customer = User.objects.create_user(username="bench-customer", password=uuid.uuid4().hex, role="customer")
+    operator = User.objects.create_user(username="bench-operator", password=uuid.uuid4().hex, role="operator",
+                                        is_staff=True)
+    from marketplace.billing.services.customers import billing_set_overdraft
+
+    billing_set_overdraft(operator=operator, customer=customer, limit=Decimal("10000000.00"))
     provider = Provider.objects.create(name="Bench Cloud", slug="bench-cloud")
     offer = Offer.objects.create(
         provider=provider, external_id="bench-h100x8", name="bench 8x H100",

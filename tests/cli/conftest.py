@@ -144,3 +144,14 @@ def order_worker(transactional_db, settings, monkeypatch, tmp_path):
 
     redis.Redis.from_url(redis_url).delete(queue)
     assert "Traceback" not in worker.log(), worker.log()[-5000:]
+
+
+@pytest.fixture
+def customer(customer, operator):
+    """The shared customer, with an operator's credit line so orders can pay (no Stripe call until usage)."""
+    from decimal import Decimal
+
+    from marketplace.billing.services.customers import billing_set_overdraft
+
+    billing_set_overdraft(operator=operator, customer=customer, limit=Decimal("100000.00"))
+    return customer

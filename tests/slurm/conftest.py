@@ -145,3 +145,14 @@ def _timeout_job_started_early(request):
     if "slurm_cluster" in request.fixturenames or "driver" in request.fixturenames \
             or "make_driver" in request.fixturenames:
         request.getfixturevalue("timeout_job")
+
+
+@pytest.fixture
+def customer(customer, operator):
+    """The shared customer, with an operator's credit line so orders can pay (no Stripe call until usage)."""
+    from decimal import Decimal
+
+    from marketplace.billing.services.customers import billing_set_overdraft
+
+    billing_set_overdraft(operator=operator, customer=customer, limit=Decimal("100000.00"))
+    return customer

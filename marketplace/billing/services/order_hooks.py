@@ -69,7 +69,9 @@ def billing_authorize_order_for(order, *, method: str | None = None,
     unit_price = (order.node_price_per_hour / order.accelerator_count).quantize(QUANTUM, rounding=ROUND_HALF_UP)
     return billing_authorize_order(
         order.pk, customer=order.customer, provider=order.offer.provider, method=method or default_method(order),
-        max_amount=order_max_amount(order), expected_hours=order.duration_hours, unit_price=unit_price,
+        # A job quoted under a cent still holds one cent (a card hold is then raised to Stripe's minimum).
+        max_amount=max(order_max_amount(order), Decimal("0.01")), expected_hours=order.duration_hours,
+        unit_price=unit_price,
         description=_description(order), payment_method=payment_method)
 
 
