@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from marketplace.models import Accelerator, ApiToken, Offer, Provider, Region, User
+from marketplace.models import Accelerator, ApiToken, CatalogVersion, Offer, Provider, Quote, Region, User
 
 
 @admin.register(User)
@@ -50,3 +50,16 @@ class OfferAdmin(admin.ModelAdmin):
     search_fields = ("name", "external_id", "provider__name", "accelerator__canonical_name", "region__key")
     list_select_related = ("provider", "accelerator", "region")
     raw_id_fields = ("region",)
+
+
+@admin.register(Quote)
+class QuoteAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "objective", "created_at", "expires_at")
+    list_filter = ("objective",)
+    search_fields = ("id", "user__username")
+    raw_id_fields = ("user",)
+
+
+@admin.register(CatalogVersion)
+class CatalogVersionAdmin(admin.ModelAdmin):
+    list_display = ("id", "version", "changed_at")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from marketplace.agents.models import ProviderAgent
+from marketplace.agents.models import AgentNonce, ProviderAgent
 
 
 @admin.register(ProviderAgent)
@@ -17,3 +17,10 @@ class ProviderAgentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # an agent needs a secret: `manage.py agent_enroll` or POST /api/v1/agents/
+
+
+@admin.register(AgentNonce)
+class AgentNonceAdmin(admin.ModelAdmin):
+    list_display = ("id", "agent", "nonce", "seen_at")
+    search_fields = ("nonce", "agent__provider__slug")
+    raw_id_fields = ("agent",)

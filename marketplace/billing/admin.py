@@ -105,6 +105,7 @@ class ProviderPayoutAccountAdmin(ReadOnlyAdmin):
     list_display = ["provider", "stripe_account_id", "charges_enabled", "payouts_enabled",
                     "last_payout_failure_code", "last_payout_failure_at", "synced_at"]
     list_filter = ["payouts_enabled", "charges_enabled", "last_payout_failure_code"]
+    search_fields = ["provider__slug", "provider__name", "stripe_account_id"]
 
 
 @admin.register(ProviderTransfer)
@@ -132,3 +133,18 @@ class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "type", "endpoint", "status", "attempts", "error", "received_at", "processed_at"]
     list_filter = ["status", "type", "endpoint"]
     search_fields = ["event_id", "object_id"]
+
+
+@admin.register(JournalLine)
+class JournalLineAdmin(admin.ModelAdmin):
+    list_display = ("id", "entry", "account", "amount")
+    search_fields = ("entry__key", "account__owner_key")
+    raw_id_fields = ("entry", "account")
+
+
+@admin.register(OrderRefund)
+class OrderRefundAdmin(admin.ModelAdmin):
+    list_display = ("id", "charge", "seq", "amount", "reason", "status", "created_at", "succeeded_at")
+    list_filter = ("status",)
+    search_fields = ("charge__order__id", "stripe_refund_id", "reason")
+    raw_id_fields = ("charge",)

@@ -1,6 +1,14 @@
 from django.contrib import admin
 
-from marketplace.orders.models import CapacityUnit, Order, OrderEvent, OutboxMessage, Reservation
+from marketplace.orders.models import (
+    CapacityUnit,
+    Lease,
+    Order,
+    OrderEvent,
+    OrderLogChunk,
+    OutboxMessage,
+    Reservation,
+)
 
 
 class OrderEventInline(admin.TabularInline):
@@ -32,6 +40,7 @@ class OrderAdmin(admin.ModelAdmin):
 class ReservationAdmin(admin.ModelAdmin):
     list_display = ("id", "order", "offer", "unit", "attempt", "active", "expires_at", "released_at")
     list_filter = ("active",)
+    search_fields = ("order__id", "offer__name", "offer__provider__slug", "release_reason")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -41,8 +50,31 @@ class ReservationAdmin(admin.ModelAdmin):
 class CapacityUnitAdmin(admin.ModelAdmin):
     list_display = ("id", "offer", "index", "retired")
     list_filter = ("retired",)
+    search_fields = ("offer__name", "offer__external_id", "offer__provider__slug")
 
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin):
     list_display = ("id", "task", "args", "created_at", "attempts", "last_error")
+    search_fields = ("task", "last_error")
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "order", "from_state", "to_state", "at", "actor", "actor_task", "reason")
+    list_filter = ("to_state", "from_state")
+    search_fields = ("order__id", "reason", "actor_task", "actor__username")
+    raw_id_fields = ("order", "actor")
+
+
+@admin.register(OrderLogChunk)
+class OrderLogChunkAdmin(admin.ModelAdmin):
+    list_display = ("id", "order", "attempt", "offset", "at")
+    search_fields = ("order__id", "text")
+    raw_id_fields = ("order",)
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ("name", "holder", "held_until")
+    search_fields = ("name", "holder")
