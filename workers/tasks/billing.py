@@ -8,9 +8,13 @@ retried by the beat task `retry_provider_transfers` from their rows instead (the
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from marketplace.billing.gateway import TransientGatewayError
+
+logger = logging.getLogger(__name__)
 
 RETRYING = {
     "acks_late": True,
@@ -70,8 +74,12 @@ def execute_transfer(transfer_id: int) -> None:
 def order_finished(order_id: int) -> None:
     """Enqueued by the order pipeline when an order reaches a final state: settle or refund it."""
     from marketplace.billing.services.order_hooks import billing_order_finished
+    from marketplace.errors import NotFoundError
 
-    billing_order_finished(order_id)
+    try:
+        billing_order_finished(order_id)
+    except NotFoundError as exc:  # the order or its billing record is gone: nothing left to settle
+        logger.warning("order_finished(%s): %s", order_id, exc.message)
 
 
 @shared_task(name=NAME + "retry_provider_transfers", acks_late=True, ignore_result=True)
