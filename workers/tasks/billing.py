@@ -16,6 +16,26 @@ from marketplace.billing.gateway import TransientGatewayError
 
 logger = logging.getLogger(__name__)
 
+
+def gone_is_done(func):
+    """A task that takes an id re-reads its row; when the row is gone there is nothing left to do (a no-op
+    logged as a warning, not a traceback and not a retry)."""
+    import functools
+
+    from django.core.exceptions import ObjectDoesNotExist
+
+    from marketplace.errors import NotFoundError
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ObjectDoesNotExist, NotFoundError) as exc:
+            logger.warning("%s%s: nothing to do: %s", func.__name__, args, exc)
+            return None
+
+    return run
+
 RETRYING = {
     "acks_late": True,
     "ignore_result": True,
@@ -29,6 +49,7 @@ NAME = "workers.tasks.billing."
 
 
 @shared_task(name=NAME + "process_stripe_event", **RETRYING)
+@gone_is_done
 def process_stripe_event(event_pk: int) -> None:
     from marketplace.billing.services.webhooks import billing_process_event
 
@@ -36,6 +57,7 @@ def process_stripe_event(event_pk: int) -> None:
 
 
 @shared_task(name=NAME + "capture_order_payment", **RETRYING)
+@gone_is_done
 def capture_order_payment(order_id: int) -> None:
     from marketplace.billing.services.settlement import billing_capture_order
 
@@ -43,6 +65,7 @@ def capture_order_payment(order_id: int) -> None:
 
 
 @shared_task(name=NAME + "void_order_payment", **RETRYING)
+@gone_is_done
 def void_order_payment(order_id: int) -> None:
     from marketplace.billing.services.settlement import billing_void_order
 
@@ -50,6 +73,7 @@ def void_order_payment(order_id: int) -> None:
 
 
 @shared_task(name=NAME + "execute_refund", **RETRYING)
+@gone_is_done
 def execute_refund(refund_id: int) -> None:
     from marketplace.billing.services.settlement import billing_execute_refund
 
@@ -57,6 +81,7 @@ def execute_refund(refund_id: int) -> None:
 
 
 @shared_task(name=NAME + "reverse_transfer_for_refund", **RETRYING)
+@gone_is_done
 def reverse_transfer_for_refund(refund_id: int) -> None:
     from marketplace.billing.services.payouts import billing_reverse_transfer_for_refund
 
@@ -64,6 +89,7 @@ def reverse_transfer_for_refund(refund_id: int) -> None:
 
 
 @shared_task(name=NAME + "execute_transfer", acks_late=True, ignore_result=True)
+@gone_is_done
 def execute_transfer(transfer_id: int) -> None:
     from marketplace.billing.services.payouts import billing_execute_transfer
 
@@ -71,15 +97,12 @@ def execute_transfer(transfer_id: int) -> None:
 
 
 @shared_task(name=NAME + "order_finished", **RETRYING)
+@gone_is_done
 def order_finished(order_id: int) -> None:
     """Enqueued by the order pipeline when an order reaches a final state: settle or refund it."""
     from marketplace.billing.services.order_hooks import billing_order_finished
-    from marketplace.errors import NotFoundError
 
-    try:
-        billing_order_finished(order_id)
-    except NotFoundError as exc:  # the order or its billing record is gone: nothing left to settle
-        logger.warning("order_finished(%s): %s", order_id, exc.message)
+    billing_order_finished(order_id)
 
 
 @shared_task(name=NAME + "retry_provider_transfers", acks_late=True, ignore_result=True)
