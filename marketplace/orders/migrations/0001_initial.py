@@ -167,7 +167,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('stop_outcome', ''), ('stop_outcome__in', ['failed', 'cancelled', 'completed']), _connector='OR'), name='order_stop_outcome_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('stop_outcome', ''), ('stop_outcome__in', ['cancelled', 'completed', 'failed']), _connector='OR'), name='order_stop_outcome_valid'),
         ),
         migrations.AddConstraint(
             model_name='order',
