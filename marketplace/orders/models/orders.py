@@ -72,8 +72,9 @@ class Order(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["customer", "idempotency_key"], name="order_unique_idempotency_key"),
             models.CheckConstraint(condition=Q(state__in=[s.value for s in State]), name="order_state_valid"),
-            models.CheckConstraint(condition=Q(stop_outcome="") | Q(stop_outcome__in=sorted(s.value for s in STOP_OUTCOMES)),
-                                   name="order_stop_outcome_valid"),
+            models.CheckConstraint(
+                condition=Q(stop_outcome="") | Q(stop_outcome__in=sorted(s.value for s in STOP_OUTCOMES)),
+                name="order_stop_outcome_valid"),
             models.CheckConstraint(condition=Q(nodes__gte=1), name="order_nodes_positive"),
             models.CheckConstraint(condition=Q(duration_hours__gt=0) & Q(duration_hours__lte=MAX_DURATION_HOURS),
                                    name="order_duration_in_range"),
