@@ -21,7 +21,7 @@ from marketplace.agents.serializers import (
 )
 from marketplace.agents.services import agent_authenticate, agent_enroll, agent_register, agent_rotate_secret
 from marketplace.api.schema import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, error_response
-from marketplace.errors import ValidationFailed
+from marketplace.errors import PermissionDeniedError, ValidationFailed
 from marketplace.services.offers import writable_provider
 
 REGISTER_RESPONSE = inline_serializer("AgentRegistered", {
@@ -75,6 +75,8 @@ class AgentCollectionView(APIView):
     @extend_schema(request=AgentEnrollInput, responses={201: AgentWithSecretSerializer, **WRITE_ERROR_RESPONSES},
                    summary="Enrol an agent; the answer shows its secret once")
     def post(self, request: Request) -> Response:
+        if not (request.user.is_operator or request.user.is_provider_member):  # before reading the input
+            raise PermissionDeniedError("Only provider members and operators manage agents.")
         data = AgentEnrollInput(data=request.data)
         data.is_valid(raise_exception=True)
         provider = writable_provider(user=request.user, provider_slug=data.validated_data.get("provider"))

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.api.schema import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, error_response
-from marketplace.errors import ValidationFailed
+from marketplace.errors import PermissionDeniedError, ValidationFailed
 from marketplace.orders.selectors import order_events, order_for_user, order_log, order_rendered, orders_rendered
 from marketplace.orders.serializers import (
     OrderCreateSerializer,
@@ -66,6 +66,8 @@ class OrderCollectionView(ListAPIView):
                                                   "is failed; place it again with a new Idempotency-Key.")},
                    tags=["orders"])
     def post(self, request: Request) -> Response:
+        if not (request.user.role == "customer" or request.user.is_operator):  # before reading the input
+            raise PermissionDeniedError("Only customers place orders.")
         key = _idempotency_key(request)
         data = OrderCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

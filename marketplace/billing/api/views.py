@@ -53,6 +53,17 @@ def _operator(request: Request) -> None:
         raise PermissionDeniedError("Operators only.")
 
 
+def _provider_member(request: Request) -> None:
+    """Before the input is read, so that who may not call an endpoint learns nothing from its validation."""
+    if not getattr(request.user, "is_provider_member", False):
+        raise PermissionDeniedError("Only provider members can set up payouts.")
+
+
+def _customer(request: Request) -> None:
+    if getattr(request.user, "role", None) != "customer":
+        raise PermissionDeniedError("Only customers hold prepaid credit.")
+
+
 class CreditView(APIView):
     @extend_schema(operation_id="billing_credit", summary="Your prepaid credit balance and billing mode",
                    responses={200: CreditSerializer, **ERROR_RESPONSES}, tags=TAGS)
@@ -86,6 +97,7 @@ class TopUpCollectionView(ListAPIView):
                    summary="Buy prepaid credit (credited when Stripe confirms the payment by webhook)",
                    request=TopUpInputSerializer, responses={201: TopUpSerializer, **PAYMENT_ERRORS}, tags=TAGS)
     def post(self, request: Request) -> Response:
+        _customer(request)
         data = TopUpInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         topup = topup_create(request.user, **data.validated_data)
@@ -181,6 +193,7 @@ class OnboardingLinkView(APIView):
                    summary="Providers: a Stripe Connect (Express) onboarding link for payouts",
                    request=OnboardingInputSerializer, responses={200: dict, **PAYMENT_ERRORS}, tags=TAGS)
     def post(self, request: Request) -> Response:
+        _provider_member(request)
         data = OnboardingInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         here = request.build_absolute_uri("/api/v1/billing/provider/payout-account/")
