@@ -23,7 +23,7 @@ def send(task: str, *args: int | str, countdown: float | None = None) -> None:
     name = f"{TASKS}.{task}"
     try:
         app.send_task(name, args=list(args), countdown=countdown, queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-                      retry=True, retry_policy=PUBLISH_RETRY)
+                      retry=True, retry_policy=PUBLISH_RETRY, ignore_result=True)
     except Exception as exc:  # noqa: BLE001 - any broker failure: the reconciler re-drives the row later
         log.warning("billing: could not publish %s%s (%s); the reconciler will re-drive it", name, args, exc)
 

@@ -34,8 +34,10 @@ def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
     """Publish now (no outbox): for self-rescheduling polls, whose loss the reconciler repairs."""
     from broker.celery import app
 
+    # ignore_result: otherwise Celery subscribes to the task's result in Redis first, retrying 20 x 1 s while
+    # Redis is down, and the request that committed the order waits 20 s (tests/faults/test_redis_outage.py).
     app.send_task(task, args=list(args), countdown=countdown or None, queue=queue_name(),
-                  retry=True, retry_policy=PUBLISH_RETRY)
+                  retry=True, retry_policy=PUBLISH_RETRY, ignore_result=True)
 
 
 def enqueue(task: str, args: list | tuple, *, countdown: float = 0) -> OutboxMessage:
