@@ -51,7 +51,7 @@ run: venv | $(VAR_DIR)
 	@echo "  Redis:     $${REDIS_URL:-embedded redis-server on unix://$(VAR_DIR)/redis.sock}"
 	@echo "  Ctrl-C stops everything."
 	@echo
-	@procs="web worker beat agent"; [ -n "$$REDIS_URL" ] || procs="redis $$procs"; \
+	@procs="web worker billing beat agent"; [ -n "$$REDIS_URL" ] || procs="redis $$procs"; \
 	  [ -n "$$STRIPE_SECRET_KEY" ] || procs="$$procs stripe"; \
 	  PATH="$(BIN):$$PATH" exec $(BIN)/honcho start --no-colour -f Procfile $$procs
 

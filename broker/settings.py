@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from broker.celery_routing import task_queues
 from broker.env import env_bool, env_choice, env_int, env_list, env_str, env_url
 from marketplace.agents.beat import SCHEDULE as AGENTS_BEAT
 from marketplace.billing.beat import SCHEDULE as BILLING_BEAT
@@ -54,6 +55,9 @@ CELERY_TASK_TIME_LIMIT = 360
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "broker")
+# Queues split by kind (default, provisioning, polling, billing) derived from the base queue: broker/celery_routing.py.
+CELERY_TASK_ROUTES = ("broker.celery_routing.route_task",)
+CELERY_TASK_QUEUES = task_queues(CELERY_TASK_DEFAULT_QUEUE)  # a worker without --queues serves every kind
 CELERY_BEAT_SCHEDULE = {
     "unlist-expired-offers": {"task": "workers.tasks.offers.unlist_expired_offers", "schedule": 60.0},
     **ORDERS_BEAT,

@@ -3,8 +3,9 @@
 - `redis_url_for_tests()` gives the Redis the test process is configured for (settings.REDIS_URL),
   starting the embedded redis-server (broker/embedded_redis.py) on the configured unix socket when that
   is where it points and nothing answers; None only when a redis:// server cannot be reached.
-- `CeleryWorker` runs `celery -A broker worker` in its own process group on a private queue, with the test
-  database and Redis passed through the environment, and stops it by pid.
+- `CeleryWorker` runs `celery -A broker worker` in its own process group on a private base queue (and the kind
+  queues derived from it: broker/celery_routing.py), with the test database and Redis passed through the
+  environment, and stops it by pid.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
 import redis
+
+from broker.celery_routing import KINDS, queues_for
 
 ROOT = Path(__file__).resolve().parent.parent
 _embedded: subprocess.Popen | None = None
@@ -149,17 +153,24 @@ def private_queue() -> str:
 
 
 class CeleryWorker(CeleryProcess):
-    """`celery -A broker worker` consuming one private queue (a new one unless given)."""
+    """`celery -A broker worker` on a private base queue (a new one unless given), consuming the queues of the
+    given kinds derived from it (broker/celery_routing.py; all four unless `kinds` names some)."""
 
     ready_text = " ready."  # "celery@<host> ready."
 
     def __init__(self, *, database_url: str, redis_url: str, log_path: Path, queue: str | None = None,
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, kinds: Iterable[str] = KINDS) -> None:
         queue = queue or private_queue()
+        self.kinds = tuple(kinds)
         super().__init__(database_url=database_url, redis_url=redis_url, log_path=log_path, queue=queue,
                          args=["worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
-                               "--queues", queue, "--hostname", f"{queue}@%h",
+                               "--queues", ",".join(queues_for(self.kinds, queue)), "--hostname", f"{queue}@%h",
                                "--without-gossip", "--without-mingle", "--without-heartbeat"])
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue this worker consumes (its base queue's kind queues)."""
+        return queues_for(self.kinds, self.queue)
 
     def registered_tasks(self) -> set[str]:
         """The task names the worker printed in its start-up banner."""

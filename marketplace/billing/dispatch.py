@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -19,10 +18,11 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "i
 
 def send(task: str, *args: int | str, countdown: float | None = None) -> None:
     from broker.celery import app
+    from broker.celery_routing import queue_for
 
     name = f"{TASKS}.{task}"
     try:
-        app.send_task(name, args=list(args), countdown=countdown, queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+        app.send_task(name, args=list(args), countdown=countdown, queue=queue_for(name),
                       retry=True, retry_policy=PUBLISH_RETRY, ignore_result=True)
     except Exception as exc:  # noqa: BLE001 - any broker failure: the reconciler re-drives the row later
         log.warning("billing: could not publish %s%s (%s); the reconciler will re-drive it", name, args, exc)

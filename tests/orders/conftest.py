@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from broker.celery_routing import queues_for
 from tests import fakes
 from tests.worker_process import CeleryWorker, database_url_of, redis_url_for_tests
 
@@ -66,8 +67,8 @@ def private_queue(settings) -> str:
 
 
 def queue_keys(queue: str) -> list[str]:
-    """The Redis keys kombu keeps for a queue (the messages and its exchange bindings)."""
-    return [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+    """The Redis keys kombu keeps for a base queue and its kind queues (the messages and exchange bindings)."""
+    return [key for q in queues_for(base=queue) for key in (q, f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}")]
 
 
 def queued_tasks(redis_url: str, queue: str) -> list[tuple[str, str]]:
@@ -216,7 +217,7 @@ def _new_worker(*, queue: str, namespace: str, redis_url: str, log_path: Path, c
     worker = OrdersWorker(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
                           log_path=log_path, concurrency=concurrency, extra_env=extra)
     worker.queue = queue
-    worker.args[worker.args.index("--queues") + 1] = queue
+    worker.args[worker.args.index("--queues") + 1] = ",".join(queues_for(worker.kinds, queue))
     worker.args[worker.args.index("--hostname") + 1] = f"{queue}-{log_path.stem}@%h"
     return worker
 

@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def queue_name() -> str:
-    """The queue our tasks go to (CELERY_QUEUE env via settings; tests point it at their worker's queue)."""
-    return settings.CELERY_TASK_DEFAULT_QUEUE
+def queue_name(task: str | None = None) -> str:
+    """The queue a task goes to: its kind's queue (broker/celery_routing.py) under the base queue (CELERY_QUEUE env
+    via settings; tests point it at their worker's queue). Without a task, the base queue."""
+    from broker.celery_routing import queue_for
+
+    return queue_for(task) if task else settings.CELERY_TASK_DEFAULT_QUEUE
 
 
 def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
@@ -36,7 +39,7 @@ def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
 
     # ignore_result: otherwise Celery subscribes to the task's result in Redis first, retrying 20 x 1 s while
     # Redis is down, and the request that committed the order waits 20 s (tests/faults/test_redis_outage.py).
-    app.send_task(task, args=list(args), countdown=countdown or None, queue=queue_name(),
+    app.send_task(task, args=list(args), countdown=countdown or None, queue=queue_name(task),
                   retry=True, retry_policy=PUBLISH_RETRY, ignore_result=True)
 
 
