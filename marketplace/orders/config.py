@@ -11,6 +11,7 @@ ORDERS_RETRY_MAX            retries of a transient driver error in one step (5)
 ORDERS_RETRY_BASE_S / ORDERS_RETRY_CAP_S  exponential backoff with full jitter: base * 2^n, capped (1 / 60)
 ORDERS_DRIVER_TIMEOUT_S     timeout of each driver call (30)
 ORDERS_OUTBOX_RELAY_AFTER_S the reconciler relays outbox rows older than this (on_commit sends the rest) (10)
+ORDERS_RECONCILER_LEASE_S   a reconciler killed mid-run blocks the next one until its lease runs out (120)
 BROKER_DRIVER_CONFIG        JSON {driver name: {option: value}} passed to get_driver (e.g. simulated knobs)
 """
 
@@ -84,6 +85,10 @@ def driver_timeout_s() -> float:
 
 def outbox_relay_after_s() -> float:
     return _float("ORDERS_OUTBOX_RELAY_AFTER_S", 10.0)
+
+
+def reconciler_lease_s() -> float:
+    return _float("ORDERS_RECONCILER_LEASE_S", 120.0)
 
 
 def driver_config(name: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ deleted from Redis, Redis unreachable at commit time. The reconciler repairs eac
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import timedelta
@@ -15,28 +14,12 @@ from kombu.exceptions import OperationalError
 
 from marketplace.orders.models import Order, OrderEvent, OutboxMessage
 from marketplace.orders.services import outbox
-from marketplace.orders.services.placement import order_place
 from marketplace.orders.services.reconciler import reconcile
 from marketplace.orders.services.reservations import free_units
-from tests.orders.conftest import placement, queued_tasks, wait_for, wait_for_state
+from tests.faults.support import forget_unacked, place
+from tests.orders.conftest import queued_tasks, wait_for, wait_for_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-def forget_unacked(redis_url: str, queue: str) -> None:
-    """Drop what killed workers left unacknowledged for `queue` (Redis would restore it after the visibility
-    timeout, an hour; the test is over by then)."""
-    client = redis.Redis.from_url(redis_url)
-    for tag, raw in client.hgetall("unacked").items():
-        if json.loads(raw)[2] == queue:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
-
-
-def place(customer, make_quote, offer, **kw) -> Order:
-    order, _ = order_place(user=customer, idempotency_key=uuid.uuid4().hex,
-                           data=placement(quote_id=str(make_quote(customer, [offer]).id)), **kw)
-    return order
 
 
 def test_sigkill_mid_provisioning_then_a_new_worker_completes_the_order_once(

@@ -8,7 +8,7 @@
 4. Relays outbox rows that were not published after commit (Redis was down).
 
 Only one reconciler runs at a time: a lease row taken with a conditional UPDATE (works on PostgreSQL and SQLite
-without holding a transaction open); a crashed holder's lease runs out after LEASE_S.
+without holding a transaction open); a crashed holder's lease runs out after ORDERS_RECONCILER_LEASE_S (120).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from marketplace.services.catalog_version import catalog_bump
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "orders-reconciler"
-LEASE_S = 120
 BATCH = 200
 TASK = "reconciler"
 
@@ -51,7 +50,8 @@ class ReconcileReport:
         return asdict(self)
 
 
-def lease_acquire(name: str, holder: str, now: datetime, seconds: float = LEASE_S) -> bool:
+def lease_acquire(name: str, holder: str, now: datetime, seconds: float | None = None) -> bool:
+    seconds = config.reconciler_lease_s() if seconds is None else seconds
     Lease.objects.get_or_create(name=name)
     taken = Lease.objects.filter(Q(held_until__isnull=True) | Q(held_until__lt=now), name=name).update(
         holder=holder, held_until=now + timedelta(seconds=seconds))
