@@ -4,6 +4,10 @@ last response is in (a closed loop), for a fixed duration, against a server on 1
 `wrk` (Debian package) is used when it is installed: it is C and costs the 2-core machine least. Otherwise
 a small asyncio client does the same, one connection per request as gunicorn's sync workers close every
 connection anyway. Both report requests/s, p50/p99 latency and errors (non-200 answers, socket errors).
+
+`run_streams` is that asyncio client for a mix: several streams of requests (any method and body) at once, each
+closed-loop or paced at a rate, returning one sample per request (kind, start, latency, status) for the caller
+to cut by kind and by time (bench/soak_bench.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -64,7 +69,44 @@ def _run_wrk(url: str, *, headers: dict[str, str], connections: int, seconds: fl
     return LoadResult("wrk", requests, elapsed, errors, p50, p99)
 
 
-# --- asyncio fallback ---------------------------------------------------------------------------------------
+# --- asyncio client -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    kind: str
+    method: str
+    target: str  # path and query
+    headers: dict[str, str]
+    body: bytes = b""
+    keep_body: bool = False  # the sample keeps the response body (e.g. to read a created id); errors keep 300 bytes
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Requests from `make(n)` (n counts this stream's requests) over `connections` connections: each sends its
+    next request when the last answer is in (closed loop), paced at `rate` requests/s over all the stream's
+    connections when set (a connection late for its slot sends at once)."""
+    make: Callable[[int], Request]
+    connections: int
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    kind: str
+    started: float  # seconds since the run started
+    latency_s: float
+    status: int  # the HTTP status; 0 = connection error or timeout
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def finished(self) -> float:
+        return self.started + self.latency_s
+
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
@@ -72,38 +114,74 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
+def _decode(raw: bytes) -> tuple[int, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if match is None:
+        return 0, b""
+    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        chunks, rest = [], body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            chunks.append(rest[:size])
+            rest = rest[size + 2:]
+        body = b"".join(chunks)
+    return int(match.group(1)), body
+
+
+async def run_streams(host: str, port: int, streams: list[Stream], seconds: float, *,
+                      timeout: float = 30.0) -> list[Sample]:
+    """Drive every stream at once for `seconds`, one connection per request (gunicorn's sync workers close every
+    connection anyway); returns a sample per request sent."""
+    samples: list[Sample] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def one_connection(stream: Stream, counter: list[int], index: int) -> None:
+        interval = stream.connections / stream.rate if stream.rate else 0.0
+        slot = started + index * interval / stream.connections
+        while True:
+            if interval:
+                await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+                slot += interval
+            if time.perf_counter() >= deadline:
+                return
+            request = stream.make(counter[0])
+            counter[0] += 1
+            lines = [f"{request.method} {request.target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+                     *(f"{k}: {v}" for k, v in request.headers.items())]
+            if request.body or request.method not in ("GET", "HEAD"):
+                lines.append(f"Content-Length: {len(request.body)}")
+            t0 = time.perf_counter()
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=timeout)
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + request.body)
+                raw = await asyncio.wait_for(reader.read(-1), timeout=timeout)
+                writer.close()
+                status, body = _decode(raw)
+            except (TimeoutError, OSError):
+                status, body = 0, b""
+            kept = body if request.keep_body else b"" if 200 <= status < 300 else body[:300]
+            samples.append(Sample(request.kind, t0 - started, time.perf_counter() - t0, status, kept))
+
+    await asyncio.gather(*(one_connection(stream, counter, i)
+                           for stream in streams for counter in [[0]] for i in range(stream.connections)))
+    return samples
+
+
 async def _run_asyncio(url: str, *, headers: dict[str, str], connections: int, seconds: float) -> LoadResult:
     match = re.fullmatch(r"http://([^/:]+):(\d+)(/.*)", url)
     if match is None:
         raise ValueError(f"only http://host:port/path URLs are supported, not {url}")
     host, port, target = match.group(1), int(match.group(2)), match.group(3)
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
-             *(f"{k}: {v}" for k, v in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    latencies: list[float] = []
-    errors = 0
+    request = Request("get", "GET", target, headers)
     started = time.perf_counter()
-    deadline = started + seconds
-
-    async def one_connection() -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            try:
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(request)
-                response = await asyncio.wait_for(reader.read(-1), timeout=5)
-                writer.close()
-            except (TimeoutError, OSError):
-                errors += 1
-                continue
-            if response.startswith(b"HTTP/1.1 200 ") or response.startswith(b"HTTP/1.0 200 "):
-                latencies.append(time.perf_counter() - t0)
-            else:
-                errors += 1
-
-    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    samples = await run_streams(host, port, [Stream(lambda n: request, connections)], seconds, timeout=5)
     elapsed = time.perf_counter() - started
-    latencies.sort()
-    return LoadResult("asyncio", len(latencies) + errors, elapsed, errors,
+    errors = sum(1 for s in samples if s.status != 200)
+    latencies = sorted(s.latency_s for s in samples if s.status == 200)
+    return LoadResult("asyncio", len(samples), elapsed, errors,
                       _percentile(latencies, 0.50) * 1000, _percentile(latencies, 0.99) * 1000)

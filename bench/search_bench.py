@@ -18,55 +18,29 @@ Exits 1 when a target is missed or a request failed. Results also go to bench/re
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
-import psycopg
-
+from bench.database import drop_database, recreate_database
 from bench.loadgen import LoadResult, run_load
+from bench.processes import GUNICORN_WORKERS, free_port, get, start_gunicorn, stop
+from bench.results import verdict, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_broker"
 SEARCH_ACCELERATOR, SEARCH_MIN_COUNT, SEARCH_MAX_PRICE = "H100", 8, "40"
 SEARCH_QUERY = (f"accelerator={SEARCH_ACCELERATOR} count>={SEARCH_MIN_COUNT} "
                 f"price_per_hour<={SEARCH_MAX_PRICE}")
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 100.0
-GUNICORN_WORKERS = 2
 
 
 # --- database -----------------------------------------------------------------------------------------------
-
-def _admin_connection(url: str) -> psycopg.Connection:
-    parsed = urlparse(url)
-    return psycopg.connect(host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432,
-                           user=parsed.username or "postgres", password=parsed.password, dbname="postgres",
-                           autocommit=True, connect_timeout=5)
-
-
-def recreate_database(url: str) -> None:
-    name = urlparse(url).path.lstrip("/")
-    with _admin_connection(url) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(url: str) -> None:
-    name = urlparse(url).path.lstrip("/")
-    with _admin_connection(url) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
 
 def load_catalog(catalog_dir: str | None) -> None:
     from django.core.management import call_command
@@ -142,58 +116,7 @@ def capture_search_sql(search_path: str, token: str) -> list[str]:
     return statements
 
 
-# --- server -------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def start_gunicorn(port: int, env: dict[str, str], probe: str) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "broker.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(GUNICORN_WORKERS), "--worker-class", "sync", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"search_bench: gunicorn exited with code {process.returncode}")
-        try:
-            if get(port, probe, {})[0] == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.2)
-    stop(process)
-    raise SystemExit("search_bench: gunicorn did not answer within 30 s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 # --- report -------------------------------------------------------------------------------------------------
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
 
 def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, args: argparse.Namespace,
            server_version: str) -> bool:
@@ -223,16 +146,14 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
     if search.tool != "wrk":
         print("  note: the asyncio load generator takes CPU from the server on this machine (measured here: a bare "
               "view at 257-341 req/s with it, 503-520 with wrk); install wrk for figures comparable to targets")
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / "search.json").write_text(json.dumps({
+    write_results("search", {
         "offers": offers, "matches": matches, "query": SEARCH_QUERY, "connections": args.connections,
         "seconds": args.seconds, "workers": GUNICORN_WORKERS, "tool": search.tool,
         "bare": {"rps": bare.rps, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms, "errors": bare.errors},
         "search": {"rps": search.rps, "p50_ms": search.p50_ms, "p99_ms": search.p99_ms,
                    "errors": search.errors},
         "ratio": ratio, "pass": ratio_ok and p99_ok and errors_ok, "load_before": args.load_before,
-    }, indent=2) + "\n")
+    })
     return ratio_ok and p99_ok and errors_ok
 
 
