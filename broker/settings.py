@@ -8,7 +8,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from broker.celery_routing import task_queues
-from broker.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from broker.env import env_bool, env_choice, env_int, env_list, env_rate, env_str, env_url
 from marketplace.agents.beat import SCHEDULE as AGENTS_BEAT
 from marketplace.billing.beat import SCHEDULE as BILLING_BEAT
 from marketplace.orders.beat import SCHEDULE as ORDERS_BEAT
@@ -26,7 +26,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver
 DATABASE_URL = env_url("DATABASE_URL", f"sqlite:///{VAR_DIR / 'broker.sqlite3'}",
                        schemes=("sqlite", "postgres", "postgresql", "pgsql"))
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+                                                conn_health_checks=True)}  # a dropped connection is not reused
 except ValueError as exc:
     raise ImproperlyConfigured(f"environment variable DATABASE_URL is invalid: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -80,17 +81,21 @@ INSTALLED_APPS = [
     "marketplace.billing",
     "marketplace.agents",
     "marketplace.portal",
+    "marketplace.ops",
 ]
 
 MIDDLEWARE = [
+    "marketplace.ops.middleware.RequestContextMiddleware",  # X-Request-ID, request metrics (first: times the rest)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "marketplace.api.limits.RequestSizeLimitMiddleware",  # 413 on a body over MAX_REQUEST_BYTES, before it is read
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "marketplace.db_unavailable.DatabaseUnavailableMiddleware",  # database errors: 503 + Retry-After (last)
 ]
 
 ROOT_URLCONF = "broker.urls"
@@ -129,6 +134,13 @@ STORAGES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimum=1024)
+# Input limits (marketplace/api/limits.py); over a limit is a 4xx in the one error shape.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 200, minimum=1)
+QUERY_MAX_LENGTH = env_int("QUERY_MAX_LENGTH", 1000, minimum=16)
+QUERY_MAX_CLAUSES = env_int("QUERY_MAX_CLAUSES", 30, minimum=1)
+QUERY_MAX_LIST_ITEMS = env_int("QUERY_MAX_LIST_ITEMS", 50, minimum=1)
+CSV_MAX_BYTES = env_int("CSV_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+OFFERS_BULK_MAX_ROWS = env_int("OFFERS_BULK_MAX_ROWS", 1000, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -146,6 +158,27 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# Rate limits (marketplace/throttling.py): per user (per client address for sign-in), shared by every web worker
+# through the `throttle` cache on Redis; they fail open (logged) when Redis does not answer.
+THROTTLE_RATES = {
+    "signin": env_rate("THROTTLE_SIGNIN_RATE", "60/min"),
+    "tokens": env_rate("THROTTLE_TOKENS_RATE", "60/min"),
+    "recommendations": env_rate("THROTTLE_RECOMMENDATIONS_RATE", "1200/min"),
+    "orders": env_rate("THROTTLE_ORDERS_RATE", "1200/min"),
+}
+SIGNIN_FAILURES_MAX = env_int("SIGNIN_FAILURES_MAX", 5, minimum=1)
+SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 900, minimum=1)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "throttle",
+        # Short timeouts and no retries: a Redis outage must not add latency (the limits fail open).
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25, "retry": None},
+    },
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Compute broker API",
     "DESCRIPTION": "Search accelerator offers, list capacity, get workload-aware recommendations, place orders.",
@@ -158,12 +191,29 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+# LOG_FORMAT=json: one JSON object a line. Every line carries the request id (X-Request-ID) and, in tasks, the order
+# id (marketplace/ops/context.py); Celery workers get the same filter and format (marketplace/ops/celery_signals.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "marketplace.ops.context.ContextFilter"}},
+    "formatters": {"text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"},
+                   "json": {"()": "marketplace.ops.context.json_formatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+
+# Operations (marketplace/ops, docs/deployment.md): /healthz, /readyz, /metrics.
+WORKER_HEARTBEAT_INTERVAL_S = env_int("WORKER_HEARTBEAT_INTERVAL_S", 10, minimum=1)
+WORKER_HEARTBEAT_STALE_S = env_int("WORKER_HEARTBEAT_STALE_S", 60, minimum=2)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")  # /metrics with `Authorization: Bearer <token>` (or an operator)
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)  # a worker host's own /metrics; 0: none
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")  # read by prometheus_client itself
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes reach gunicorn over plain HTTP
 
 if not DEBUG and not DEV_MODE:
     SESSION_COOKIE_SECURE = True

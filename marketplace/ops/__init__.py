@@ -1,0 +1,1 @@
+"""Operations: health endpoints, Prometheus metrics, request/order ids in logs, the worker heartbeat."""
