@@ -6,15 +6,19 @@
    dropped and created again; or BENCH_DATABASE_URL=sqlite:///path), migrates it, and creates a customer, a provider
    and one simulated offer with enough capacity for every order (boot latency 0, so "running" is reached as soon as
    the pipeline gets there).
-2. Starts one `celery worker --concurrency 2` (2 worker processes) on a private queue of BENCH_REDIS_URL (default
-   $REDIS_URL, else redis://127.0.0.1:6379/14), with this module included so it also knows the no-op task.
+2. Starts one `celery worker --concurrency 2` (2 worker processes) on a private base queue of BENCH_REDIS_URL
+   (default $REDIS_URL, else redis://127.0.0.1:6379/14) and every kind queue derived from it
+   (broker/celery_routing.py), with this module included so it also knows the no-op task (sent to the base queue).
 3. No-op baseline: publishes --noop tasks that do nothing (ignore_result, acks_late like the order tasks) and
    times them until the queue is empty and nothing is left unacknowledged.
 4. Orders: --clients client processes (like web server workers) x --threads threads POST /api/v1/orders/
    (token auth, Idempotency-Key, the full Django/DRF stack in-process) for --orders orders from one quote; each
    order's latency is its POST start -> its `running_at` (stamped by the
    worker in the same transaction as provisioning -> running). Throughput = orders / (last running_at - first POST).
-5. Prints orders/s, p50/p99 create -> running, no-op tasks/s, the ratio and PASS/FAIL against ratio >= 0.2.
+5. Prints orders/s, p50/p99 create -> running, no-op tasks/s, the ratio and PASS/FAIL against ratio >= 0.2, and
+   the CPU each order cost: in the client processes (the API request) and in the worker's processes (the
+   pipeline up to running), beside the worker CPU of one no-op task (wall timings on a shared machine are noisy;
+   these are not).
    Results also go to bench/results/orders.json. Exits 1 when the target is missed.
 """
 
@@ -63,7 +67,7 @@ def prepare_database(url: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    from bench.search_bench import recreate_database
+    from bench.database import recreate_database
 
     recreate_database(url)
 
@@ -100,8 +104,11 @@ def make_fixture(orders: int) -> tuple[str, str]:
 
 
 def start_worker(env: dict[str, str], queue: str, log_path: Path) -> subprocess.Popen:
+    from broker.celery_routing import queues_for
+
     args = [sys.executable, "-m", "celery", "-A", "broker", "worker", "--loglevel", "WARNING",
-            "--concurrency", str(WORKER_PROCESSES), "--queues", queue, "--hostname", f"{queue}@%h",
+            "--concurrency", str(WORKER_PROCESSES), "--queues", ",".join(queues_for(base=queue)),
+            "--hostname", f"{queue}@%h",
             "--include", "bench.orders_bench", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     log = log_path.open("wb")
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -135,15 +142,36 @@ def drained(client, queue: str) -> bool:
 
 # --- measurements -------------------------------------------------------------------------------------------
 
-def measure_noop(client, queue: str, count: int) -> float:
-    """No-op tasks per second: publish `count` and wait until all were run and acknowledged."""
+def measure_noop(client, queue: str, count: int, worker_pid: int) -> tuple[float, float]:
+    """(no-op tasks per second, worker CPU ms per task): publish `count`, wait until all were run and acknowledged."""
+    cpu = process_cpu_s(worker_pid)
     start = time.perf_counter()
     with noop.app.producer_or_acquire() as producer:
         for _ in range(count):
             noop.apply_async(queue=queue, producer=producer)
     while not drained(client, queue):
         time.sleep(0.01)
-    return count / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return count / elapsed, (process_cpu_s(worker_pid) - cpu) * 1000 / count
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children (the worker's pool)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _post_orders(token: str, quote_id: str, keys: list[str], threads: int) -> tuple[dict[int, float], list[str]]:
@@ -191,12 +219,15 @@ def _creator(token: str, quote_id: str, keys: list[str], threads: int, ready, go
     api.get("/api/v1/orders/?page_size=1")  # imports, URL resolver, connection: not part of the measurement
     ready.release()
     go.wait()
-    results.put(_post_orders(token, quote_id, keys, threads))
+    cpu = time.process_time()
+    starts, errors = _post_orders(token, quote_id, keys, threads)
+    results.put((starts, errors, time.process_time() - cpu))
 
 
-def measure_orders(token: str, quote_id: str, count: int, processes: int, threads: int, prefix: str
-                   ) -> tuple[float, list[float], int]:
-    """(orders/s create -> running, per-order latencies in ms, errors)."""
+def measure_orders(token: str, quote_id: str, count: int, processes: int, threads: int, prefix: str,
+                   worker_pid: int) -> tuple[float, list[float], int, dict[str, float]]:
+    """(orders/s create -> running, per-order latencies in ms, errors, CPU ms per order: "api" in the client
+    processes, "worker" in the worker's processes)."""
     import multiprocessing
 
     from marketplace.orders.models import Order
@@ -210,14 +241,17 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
         child.start()
     for _ in children:
         ready.acquire()
+    worker_cpu = process_cpu_s(worker_pid)
     first = time.time()
     go.set()
     starts: dict[int, float] = {}
     errors: list[str] = []
+    api_cpu = 0.0
     for _ in children:
-        part, failed = results.get(timeout=600)
+        part, failed, cpu = results.get(timeout=600)
         starts.update(part)
         errors += failed
+        api_cpu += cpu
     for child in children:
         child.join()
     created = time.time() - first
@@ -227,6 +261,7 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
         if time.monotonic() > deadline:
             raise SystemExit("orders_bench: orders did not all reach running within 300 s")
         time.sleep(0.02)
+    worker_cpu = process_cpu_s(worker_pid) - worker_cpu
     running = dict(Order.objects.filter(pk__in=ids).values_list("pk", "running_at"))
     stuck = Order.objects.filter(pk__in=ids).exclude(state="running").count()
     latencies = sorted((running[i].timestamp() - starts[i]) * 1000 for i in ids)
@@ -235,7 +270,8 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
           f"all running after {last - first:.2f} s", flush=True)
     for error in errors[:5]:
         print(f"orders_bench: error: {error}")
-    return len(ids) / (last - first), latencies, len(errors) + stuck
+    cpu = {"api": api_cpu * 1000 / max(1, len(ids)), "worker": worker_cpu * 1000 / max(1, len(ids))}
+    return len(ids) / (last - first), latencies, len(errors) + stuck, cpu
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -286,12 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         worker = start_worker(env, queue, log_path)
         wait_ready(client, queue, worker)
         print(f"orders_bench: worker ready ({WORKER_PROCESSES} processes); warming up", flush=True)
-        measure_noop(client, queue, 200)
-        measure_orders(token, quote_id, 40, args.clients, args.threads, "warmup")
+        measure_noop(client, queue, 200, worker.pid)
+        measure_orders(token, quote_id, 40, args.clients, args.threads, "warmup", worker.pid)
 
-        noop_rate = measure_noop(client, queue, args.noop)
-        rate, latencies, errors = measure_orders(token, quote_id, args.orders, args.clients, args.threads, "run")
-        noop_after = measure_noop(client, queue, args.noop)  # the baseline again, after the orders
+        noop_rate, noop_cpu = measure_noop(client, queue, args.noop, worker.pid)
+        rate, latencies, errors, cpu = measure_orders(token, quote_id, args.orders, args.clients, args.threads,
+                                                      "run", worker.pid)
+        noop_after, noop_cpu_after = measure_noop(client, queue, args.noop, worker.pid)  # the baseline, after
     finally:
         if worker is not None:
             worker.terminate()
@@ -299,11 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
-        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        from broker.celery_routing import queues_for
+
+        client.delete(*(key for q in queues_for(base=queue)
+                        for key in (q, f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}")))
         SimulatedDriver(redis_url=redis_address, namespace=namespace).reset()
         connection.close()
         if not args.keep_db and not database_url.startswith("sqlite"):
-            from bench.search_bench import drop_database
+            from bench.database import drop_database
 
             drop_database(database_url)
 
@@ -321,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  orders/s (create -> running):   {rate:9.1f}")
     print(f"  create -> running p50 / p99:    {p50:9.1f} / {p99:.1f} ms")
     print(f"  no-op tasks/s (before / after): {noop_rate:9.1f} / {noop_after:.1f}   (baseline: the higher)")
+    print(f"  CPU ms per order: API {cpu['api']:.2f} (client processes), worker {cpu['worker']:.2f}; "
+          f"per no-op task: worker {min(noop_cpu, noop_cpu_after):.2f}")
     print(f"  errors: {errors}")
     print()
     print(f"  ratio orders/s / no-op tasks/s: {ratio:.3f}  (target >= {TARGET_RATIO})   {'PASS' if ok else 'FAIL'}")
@@ -330,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "orders": args.orders, "client_processes": args.clients, "threads": args.threads,
         "worker_processes": WORKER_PROCESSES, "database": engine,
         "orders_per_s": rate, "p50_ms": p50, "p99_ms": p99, "noop_per_s": {"before": noop_rate, "after": noop_after},
+        "cpu_ms_per_order": cpu, "noop_worker_cpu_ms": min(noop_cpu, noop_cpu_after),
         "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok}, indent=2) + "\n")
     return 0 if ok else 1
 
