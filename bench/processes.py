@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from broker.celery_routing import KINDS, queues_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_WORKERS = 2
@@ -66,14 +69,6 @@ def start_gunicorn(port: int, env: dict[str, str], probe: str, *, workers: int =
     raise SystemExit("bench: gunicorn did not answer within 30 s")
 
 
-def worker_queues(base: str) -> list[str]:
-    """Every queue of the base queue's family (the kind queues of broker/celery_routing.py): one worker serving all
-    kinds, as the Procfile's single worker does."""
-    from broker.celery_routing import queues_for
-
-    return queues_for(base=base)
-
-
 def start_celery(env: dict[str, str], args: list[str], log_path: Path) -> subprocess.Popen:
     """`celery -A broker <args>` in its own process group, logging to `log_path`."""
     log = log_path.open("wb")
@@ -81,18 +76,20 @@ def start_celery(env: dict[str, str], args: list[str], log_path: Path) -> subpro
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def start_worker(env: dict[str, str], queue: str, log_path: Path, *, include: str | None = None,
-                 concurrency: int = WORKER_PROCESSES) -> subprocess.Popen:
-    """One `celery worker --concurrency N` consuming every kind queue derived from the base `queue`."""
+def start_worker(env: dict[str, str], queue: str, log_path: Path, *, kinds: Iterable[str] = KINDS,
+                 concurrency: int = WORKER_PROCESSES, name: str = "worker", include: str | None = None
+                 ) -> subprocess.Popen:
+    """One `celery worker --concurrency N` consuming the queues of `kinds` (all by default) derived from the base
+    `queue` (broker/celery_routing.py), as the Procfile's workers do."""
     args = ["worker", "--loglevel", "WARNING", "--concurrency", str(concurrency),
-            "--queues", ",".join(worker_queues(queue)), "--hostname", f"{queue}@%h",
+            "--queues", ",".join(queues_for(kinds, queue)), "--hostname", f"{name}-{queue}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return start_celery(env, [*args, "--include", include] if include else args, log_path)
 
 
 def delete_queues(client, queue: str) -> None:
-    """Remove the Redis lists and kombu bindings of the base queue's family."""
-    names = worker_queues(queue)
+    """Remove the Redis lists and kombu bindings of the base queue's family (every kind)."""
+    names = queues_for(KINDS, queue)
     client.delete(*names, *(f"_kombu.binding.{n}" for n in names), *(f"_kombu.binding_permanent.{n}" for n in names))
 
 

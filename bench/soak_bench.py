@@ -11,9 +11,11 @@ processes, then a drain: is anything lost, does anything degrade?
    then billing settles it). Customers pay as the product lets them: two with an operator's credit line
    (billing_set_overdraft), two with a saved test card (pm_card_visa) charged through the fake Stripe.
 2. Starts, on 127.0.0.1 and free ports, what the Procfile starts: the fake Stripe (`manage.py fake_stripe`, webhooks
-   to the web server), gunicorn with 2 sync workers, one `celery worker --concurrency 2` consuming every kind queue
+   to the web server), gunicorn with 2 sync workers, the Procfile's two Celery workers on the kind queues
    (broker/celery_routing.py) of a private base queue on BENCH_REDIS_URL (default $REDIS_URL, else
-   redis://127.0.0.1:6379/14), and celery beat (the reconcilers). Rate limits are raised for the bench (printed).
+   redis://127.0.0.1:6379/14): `worker` (2 processes: provisioning, polling, default) and `billing` (1 process:
+   billing, default), and celery beat (the reconcilers). The rate limits on recommendations and orders are raised
+   for the bench (THROTTLE_*_RATE, printed), so it measures the server rather than its throttles.
 3. Load (bench/loadgen.py run_streams): --search-connections closed-loop connections searching offers (rotating
    queries), --recommend-connections asking for recommendations, and orders paced at --order-rate per second
    (offer + nodes, a new Idempotency-Key each); --warmup seconds of the same mix first, not counted.
@@ -22,7 +24,7 @@ processes, then a drain: is anything lost, does anything degrade?
    one `running` event for one order.
 5. Reports throughput and p50/p99 per kind, errors, the order pipeline (create -> running / final), and, as the
    baseline measured in the same run, the last third of the run against the first: throughput, p99 and the RSS of
-   the web server and the worker (each with all its child processes).
+   the web server and the workers (each with all its child processes).
 Targets: errors 0, lost 0, provisioned twice 0, last-third throughput >= 0.8 x first third. Exits 1 when one is
 missed. Results also go to bench/results/soak.json.
 """
@@ -50,7 +52,6 @@ from bench.loadgen import Request, Sample, Stream, run_streams
 from bench.processes import (
     GUNICORN_WORKERS,
     ROOT,
-    WORKER_PROCESSES,
     delete_queues,
     free_port,
     redis_url,
@@ -61,6 +62,7 @@ from bench.processes import (
     tree_usage,
 )
 from bench.results import percentile, verdict, write_results
+from broker.celery_routing import BILLING, DEFAULT, POLLING, PROVISIONING, kind_queue
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_soak"
 TARGET_THROUGHPUT_RATIO = 0.8
@@ -68,8 +70,10 @@ SOAK_OFFERS = 4
 NODES_PER_OFFER = 400
 SIMULATED = {"boot_latency_s": 0.5, "run_duration_s": 2.0}
 PIPELINE_ENV = {"ORDERS_POLL_INTERVAL_S": "0.5", "ORDERS_METER_INTERVAL_S": "1"}
-# Rate limits high enough that the bench measures the server, not its throttles.
-THROTTLE_ENV: dict[str, str] = {}
+# Rate limits (per user) high enough that the bench measures the server, not its throttles (which still run).
+THROTTLE_ENV = {"THROTTLE_RECOMMENDATIONS_RATE": "100000/min", "THROTTLE_ORDERS_RATE": "100000/min"}
+# The Procfile's Celery workers: name -> (queue kinds, processes).
+WORKERS = {"worker": ((PROVISIONING, POLLING, DEFAULT), 2), "billing": ((BILLING, DEFAULT), 1)}
 KINDS = ("search", "recommend", "order")
 SEARCH_QUERIES = ("accelerator=H100 count>=8 price_per_hour<=40", "accelerator=A100",
                   "memory_gb>=80 price_per_hour<=20", "accelerator=L4", "count>=4")
@@ -158,7 +162,7 @@ def start_fake_stripe(env: dict[str, str], web_port: int, log_path: Path) -> tup
 
 
 def wait_worker(queue: str, worker: subprocess.Popen, timeout: float = 90) -> None:
-    """The worker consumes once a built-in task sent to the base queue comes back."""
+    """A worker consumes once a built-in task sent to the queue only it serves comes back."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     from broker.celery import app
@@ -177,18 +181,18 @@ def wait_worker(queue: str, worker: subprocess.Popen, timeout: float = 90) -> No
 
 
 class UsageSampler(threading.Thread):
-    """RSS and CPU time of the web server's and the worker's process trees every `interval` seconds."""
+    """RSS and CPU time of some process trees ({name: root pid}) every `interval` seconds."""
 
-    def __init__(self, web_pid: int, worker_pid: int, interval: float = 2.0) -> None:
+    def __init__(self, pids: dict[str, int], interval: float = 2.0) -> None:
         super().__init__(daemon=True)
-        self.pids, self.interval = (web_pid, worker_pid), interval
-        self.samples: list[tuple[float, tuple[float, float], tuple[float, float]]] = []  # (t, web, worker)
+        self.pids, self.interval = pids, interval
+        self.samples: list[tuple[float, dict[str, tuple[float, float]]]] = []  # (t, {name: (MiB, CPU s)})
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.is_set():
-            web, worker = tree_usage(*self.pids)  # each (MiB, CPU seconds)
-            self.samples.append((time.monotonic(), web, worker))
+            usage = tree_usage(*self.pids.values())
+            self.samples.append((time.monotonic(), dict(zip(self.pids, usage, strict=True))))
             self.halt.wait(self.interval)
 
 
@@ -280,8 +284,8 @@ def usage_figures(sampler: UsageSampler, started: float, seconds: float) -> dict
     """Per process tree: RSS at start and end and its mean over the first and last third of the run; CPU used
     (cores busy on average) in each third."""
     out = {}
-    for index, name in ((1, "web"), (2, "worker")):
-        series = [(row[0] - started, *row[index]) for row in sampler.samples if row[0] >= started]
+    for name in sampler.pids:
+        series = [(t - started, *usage[name]) for t, usage in sampler.samples if t >= started]
         first = [mb for t, mb, _ in series if t < seconds / 3] or [series[0][1]]
         last = [mb for t, mb, _ in series if t >= 2 * seconds / 3] or [series[-1][1]]
         first_mb, last_mb = sum(first) / len(first), sum(last) / len(last)
@@ -314,7 +318,8 @@ def report(args: argparse.Namespace, figures: dict) -> bool:
                "throughput": ratio >= TARGET_THROUGHPUT_RATIO}
     print()
     print(f"Soak: {args.seconds:g} s (after {args.warmup:g} s warm-up) against gunicorn {GUNICORN_WORKERS} sync workers"
-          f" + 1 celery worker x {WORKER_PROCESSES} processes + beat + the fake Stripe, PostgreSQL")
+          " + Celery workers " + ", ".join(f"{n} x {c} ({'/'.join(k)})" for n, (k, c) in WORKERS.items())
+          + " + beat + the fake Stripe, PostgreSQL")
     print(f"  load: {args.search_connections} search + {args.recommend_connections} recommendation connections "
           f"(closed loop), orders paced at {args.order_rate:g}/s; asyncio client on the same machine")
     print(f"  rate limits for the bench: {', '.join(f'{k}={v}' for k, v in THROTTLE_ENV.items()) or 'none defined'}")
@@ -331,8 +336,7 @@ def report(args: argparse.Namespace, figures: dict) -> bool:
     p99_ratio = parts[2]["all"]["p99_ms"] / parts[0]["all"]["p99_ms"] if parts[0]["all"]["p99_ms"] else 0.0
     print(f"  last/first third: throughput x{ratio:.2f}, p99 x{p99_ratio:.2f}")
     print("  req/s by tenth of the run: " + " ".join(f"{v:.1f}" for v in figures["timeline_per_s"]))
-    for name in ("web", "worker"):
-        m = memory[name]
+    for name, m in memory.items():
         print(f"  RSS {name:<7} {m['start_mb']:.0f} MiB at start, {m['first_third_mb']:.0f} -> "
               f"{m['last_third_mb']:.0f} MiB first -> last third ({m['growth_mb']:+.0f} MiB, "
               f"x{m['growth_ratio']:.2f}), {m['end_mb']:.0f} at end; CPU cores busy by third: "
@@ -430,14 +434,16 @@ def main(argv: list[str] | None = None) -> int:
         env["STRIPE_API_BASE"] = os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
         web = start_gunicorn(web_port, env, "/signin/", log_path=var / "soak_web.log")
         processes.append(web)
-        worker = start_worker(env, queue, var / "soak_worker.log")
-        processes.append(worker)
+        workers = {name: start_worker(env, queue, var / f"soak_{name}.log", kinds=kinds, concurrency=count, name=name)
+                   for name, (kinds, count) in WORKERS.items()}
+        processes.extend(workers.values())
         processes.append(start_celery(env, ["beat", "--loglevel", "WARNING", "--schedule",
                                             str(Path(beat_dir) / "schedule")], var / "soak_beat.log"))
-        wait_worker(queue, worker)
+        for name, (kinds, _) in WORKERS.items():
+            wait_worker(kind_queue(kinds[0], queue), workers[name])
         print(f"soak_bench: ready (web :{web_port}, fake Stripe :{stripe_port}); warm-up {args.warmup:g} s, "
               f"then {args.seconds:g} s", flush=True)
-        sampler = UsageSampler(web.pid, worker.pid)
+        sampler = UsageSampler({"web": web.pid, **{name: w.pid for name, w in workers.items()}})
         sampler.start()
 
         def load(seconds: float, run: str) -> list[Sample]:
@@ -460,14 +466,16 @@ def main(argv: list[str] | None = None) -> int:
         figures = {
             "seconds": args.seconds, "warmup": args.warmup, "order_rate": args.order_rate,
             "search_connections": args.search_connections, "recommend_connections": args.recommend_connections,
-            "gunicorn_workers": GUNICORN_WORKERS, "worker_processes": WORKER_PROCESSES, "load_before": load_before,
+            "gunicorn_workers": GUNICORN_WORKERS, "load_before": load_before,
+            "celery_workers": {name: {"queues": list(kinds), "processes": count}
+                               for name, (kinds, count) in WORKERS.items()},
             "run": {**{k: kind_figures([s for s in samples if s.kind == k], args.seconds) for k in KINDS},
                     "all": kind_figures(samples, args.seconds)},
             "thirds": thirds(samples, args.seconds), "memory": usage_figures(sampler, started, args.seconds),
             "timeline_per_s": timeline(samples, args.seconds), "load_during": [load_start, os.getloadavg()[0]],
             "orders": checks, "drain_s": drained_s, "errors_total": len(failed_requests),
             "error_examples": [f"{s.kind} {s.status} {s.body[:200]!r}" for s in failed_requests[:5]]}
-        for process, name in ((web, "web"), (worker, "worker")):
+        for name, process in {"web": web, **workers}.items():
             if process.poll() is not None:
                 raise SystemExit(f"soak_bench: the {name} process died during the run ({process.returncode})")
     finally:
@@ -481,10 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_db:
             discard_database(database_url)
     tracebacks = sum(path.read_text(errors="replace").count("Traceback")
-                     for path in (var / "soak_worker.log", var / "soak_beat.log", var / "soak_web.log"))
+                     for path in var.glob("soak_*.log"))
     if tracebacks:
         figures["errors_total"] += tracebacks
-        figures["error_examples"].append(f"{tracebacks} tracebacks logged: see {var}/soak_{{web,worker,beat}}.log")
+        figures["error_examples"].append(f"{tracebacks} tracebacks logged: see {var}/soak_*.log")
     figures["logged_tracebacks"] = tracebacks
     return 0 if report(args, figures) else 1
 
