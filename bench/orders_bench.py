@@ -37,10 +37,12 @@ from pathlib import Path
 
 from celery import shared_task
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.database import discard_database, prepare_database
+from bench.processes import WORKER_PROCESSES, delete_queues, redis_url, start_worker, stop, tree_usage
+from bench.results import percentile, verdict, write_results
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_orders"
 TARGET_RATIO = 0.2
-WORKER_PROCESSES = 2
 
 
 @shared_task(name="bench.orders_bench.noop", acks_late=True, ignore_result=True)
@@ -49,28 +51,6 @@ def noop() -> None:
 
 
 # --- setup --------------------------------------------------------------------------------------------------
-
-def redis_url() -> str:
-    import redis
-
-    url = os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except (redis.RedisError, OSError) as exc:
-        raise SystemExit(f"orders_bench: no Redis at {url} ({exc}); set BENCH_REDIS_URL") from None
-    return url
-
-
-def prepare_database(url: str) -> None:
-    if url.startswith("sqlite"):
-        path = Path(url.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    from bench.database import recreate_database
-
-    recreate_database(url)
-
 
 def make_fixture(orders: int) -> tuple[str, str]:
     """(API token, quote id): a customer, a provider, one listed simulated offer with `orders` nodes, a quote."""
@@ -101,19 +81,6 @@ def make_fixture(orders: int) -> tuple[str, str]:
                        "price_per_hour": "20.0000", "est_hours": 1.0, "est_total_usd": "20.00"}])
     _, key = token_create(user=customer, name="bench")
     return key, str(quote.id)
-
-
-def start_worker(env: dict[str, str], queue: str, log_path: Path) -> subprocess.Popen:
-    from broker.celery_routing import queues_for
-
-    args = [sys.executable, "-m", "celery", "-A", "broker", "worker", "--loglevel", "WARNING",
-            "--concurrency", str(WORKER_PROCESSES), "--queues", ",".join(queues_for(base=queue)),
-            "--hostname", f"{queue}@%h",
-            "--include", "bench.orders_bench", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    log = log_path.open("wb")
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    return process
 
 
 def wait_ready(client, queue: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -157,21 +124,7 @@ def measure_noop(client, queue: str, count: int, worker_pid: int) -> tuple[float
 
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its live children (the worker's pool)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    return tree_usage(pid)[0][1]
 
 
 def _post_orders(token: str, quote_id: str, keys: list[str], threads: int) -> tuple[dict[int, float], list[str]]:
@@ -274,10 +227,6 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
     return len(ids) / (last - first), latencies, len(errors) + stuck, cpu
 
 
-def percentile(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
 # --- main ---------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         token, quote_id = make_fixture(args.orders + 50)
         connection.close()
-        worker = start_worker(env, queue, log_path)
+        worker = start_worker(env, queue, log_path, include="bench.orders_bench")
         wait_ready(client, queue, worker)
         print(f"orders_bench: worker ready ({WORKER_PROCESSES} processes); warming up", flush=True)
         measure_noop(client, queue, 200, worker.pid)
@@ -331,21 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         noop_after, noop_cpu_after = measure_noop(client, queue, args.noop, worker.pid)  # the baseline, after
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, 9)
-        from broker.celery_routing import queues_for
-
-        client.delete(*(key for q in queues_for(base=queue)
-                        for key in (q, f"_kombu.binding.{q}", f"_kombu.binding_permanent.{q}")))
+            stop(worker)
+        delete_queues(client, queue)
         SimulatedDriver(redis_url=redis_address, namespace=namespace).reset()
         connection.close()
-        if not args.keep_db and not database_url.startswith("sqlite"):
-            from bench.database import drop_database
-
-            drop_database(database_url)
+        if not args.keep_db:
+            discard_database(database_url)
 
     baseline = max(noop_rate, noop_after)
     ratio = rate / baseline
@@ -365,15 +305,13 @@ def main(argv: list[str] | None = None) -> int:
           f"per no-op task: worker {min(noop_cpu, noop_cpu_after):.2f}")
     print(f"  errors: {errors}")
     print()
-    print(f"  ratio orders/s / no-op tasks/s: {ratio:.3f}  (target >= {TARGET_RATIO})   {'PASS' if ok else 'FAIL'}")
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "orders.json").write_text(json.dumps({
+    print(f"  ratio orders/s / no-op tasks/s: {ratio:.3f}  (target >= {TARGET_RATIO})   {verdict(ok)}")
+    write_results("orders", {
         "orders": args.orders, "client_processes": args.clients, "threads": args.threads,
         "worker_processes": WORKER_PROCESSES, "database": engine,
         "orders_per_s": rate, "p50_ms": p50, "p99_ms": p99, "noop_per_s": {"before": noop_rate, "after": noop_after},
         "cpu_ms_per_order": cpu, "noop_worker_cpu_ms": min(noop_cpu, noop_cpu_after),
-        "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok}, indent=2) + "\n")
+        "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok})
     return 0 if ok else 1
 
 
