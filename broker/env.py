@@ -79,3 +79,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value.upper() in choices:
         return value.upper()
     raise ImproperlyConfigured(f"environment variable {name}={value!r} must be one of {', '.join(choices)}")
+
+
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A request rate in DRF's form `N/period` (period s, min, hour or day), or `off` (None: no limit)."""
+    value = _raw(name) or default
+    if value.lower() == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period in _RATE_PERIODS):
+        raise ImproperlyConfigured(f"environment variable {name}={value!r} is not a rate; use N/s, N/min, N/hour, "
+                                   f"N/day or off")
+    return value

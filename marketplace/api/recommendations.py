@@ -12,15 +12,20 @@ from marketplace.api.recommendation_serializers import (
     RecommendationRequestSerializer,
     RecommendationResponseSerializer,
 )
+from marketplace.api.schema import ERROR_RESPONSES, THROTTLED_RESPONSES
 from marketplace.errors import ValidationFailed
 from marketplace.services.quotes import quote_create
+from marketplace.throttling import FailOpenRateThrottle
 
 
 class RecommendationView(APIView):
+    throttle_classes = [FailOpenRateThrottle]
+    throttle_scope = "recommendations"
+
     @extend_schema(
         operation_id="recommendations_create",
         request=RecommendationRequestSerializer,
-        responses={200: RecommendationResponseSerializer},
+        responses={200: RecommendationResponseSerializer, **ERROR_RESPONSES, **THROTTLED_RESPONSES},
         examples=[
             OpenApiExample("8×H100 for 10 h", value={"resources": {"accelerator": "H100", "count": 8},
                                                      "duration_hours": 10, "objective": "cost"}, request_only=True),

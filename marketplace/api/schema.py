@@ -27,6 +27,8 @@ ERROR_RESPONSES = {
     403: error_response("Authenticated, but this role may not do this."),
 }
 WRITE_ERROR_RESPONSES = {**ERROR_RESPONSES, 404: error_response("No such object (or not yours).")}
+THROTTLED_RESPONSES = {429: error_response("Too many requests (code `throttled`): the `Retry-After` header says how "
+                                           "many seconds to wait. Limits are per user; see README, Configuration.")}
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

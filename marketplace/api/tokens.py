@@ -9,9 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api.schema import ERROR_RESPONSES, WRITE_ERROR_RESPONSES
+from marketplace.api.schema import ERROR_RESPONSES, THROTTLED_RESPONSES, WRITE_ERROR_RESPONSES
 from marketplace.models import ApiToken
 from marketplace.services.tokens import token_create, token_revoke
+from marketplace.throttling import FailOpenRateThrottle
 
 
 class TokenSerializer(serializers.ModelSerializer):
@@ -38,6 +39,8 @@ class TokenCreateSerializer(serializers.Serializer):
 
 class TokenListCreateView(ListAPIView):
     serializer_class = TokenSerializer
+    throttle_classes = [FailOpenRateThrottle]
+    throttle_scope = "tokens"
     filter_backends: list = []
 
     def get_queryset(self):
@@ -49,7 +52,8 @@ class TokenListCreateView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(operation_id="tokens_create", summary="Create an API token; the key is shown once",
-                   request=TokenCreateSerializer, responses={201: TokenCreatedSerializer, **ERROR_RESPONSES},
+                   request=TokenCreateSerializer,
+                   responses={201: TokenCreatedSerializer, **ERROR_RESPONSES, **THROTTLED_RESPONSES},
                    tags=["tokens"])
     def post(self, request: Request) -> Response:
         data = TokenCreateSerializer(data=request.data)

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api.schema import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, error_response
+from marketplace.api.schema import ERROR_RESPONSES, THROTTLED_RESPONSES, WRITE_ERROR_RESPONSES, error_response
 from marketplace.errors import PermissionDeniedError, ValidationFailed
 from marketplace.orders.selectors import order_events, order_for_user, order_log, order_rendered, orders_rendered
 from marketplace.orders.serializers import (
@@ -21,6 +21,7 @@ from marketplace.orders.serializers import (
 )
 from marketplace.orders.services.cancel import order_cancel
 from marketplace.orders.services.placement import order_place
+from marketplace.throttling import FailOpenRateThrottle
 
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
                                       description="Any unique string (e.g. a UUID) per order you mean to place; "
@@ -45,6 +46,8 @@ def _render(request: Request, order_id: int, code: int = status.HTTP_200_OK) -> 
 
 class OrderCollectionView(ListAPIView):
     serializer_class = OrderSerializer
+    throttle_classes = [FailOpenRateThrottle]
+    throttle_scope = "orders"
     filter_backends: list = []
 
     def get_queryset(self):
@@ -63,7 +66,8 @@ class OrderCollectionView(ListAPIView):
                               409: error_response("Key reused with another body, quote expired (a fresh quote "
                                                   "is in `error.quote`), or no capacity left."),
                               503: error_response("payment_provider_unavailable: Stripe did not answer; the order "
-                                                  "is failed; place it again with a new Idempotency-Key.")},
+                                                  "is failed; place it again with a new Idempotency-Key."),
+                              **THROTTLED_RESPONSES},
                    tags=["orders"])
     def post(self, request: Request) -> Response:
         if not (request.user.role == "customer" or request.user.is_operator):  # before reading the input

@@ -17,6 +17,7 @@ from marketplace.portal.selectors import tokens_of
 from marketplace.portal.services import account_signup
 from marketplace.portal.views.access import signed_in
 from marketplace.services.tokens import token_create, token_revoke
+from marketplace.throttling import signin_check, signin_failed, signin_succeeded
 
 
 def _landing(user) -> str:
@@ -54,6 +55,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class SignInView(LoginView):
+    """Sign-in with rate limits (marketplace/throttling.py): too many attempts from an address, or too many failures
+    for a username from an address, answer 429 with Retry-After before the password is even checked."""
+
     template_name = "portal/auth/signin.html"
     authentication_form = SignInForm
     redirect_authenticated_user = True
@@ -61,6 +65,28 @@ class SignInView(LoginView):
 
     def get_default_redirect_url(self) -> str:
         return _landing(self.request.user)
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        refusal = signin_check(request, self._username())
+        if refusal is None:
+            return super().post(request, *args, **kwargs)
+        form = self.get_form_class()(request, initial={"username": self._username()})  # unbound: no password check
+        form.cleaned_data = {}
+        form.add_error(None, f"{refusal.reason} Try again in {refusal.retry_after_s} s.")
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(refusal.retry_after_s)
+        return response
+
+    def form_valid(self, form) -> HttpResponse:
+        signin_succeeded(self.request, self._username())
+        return super().form_valid(form)
+
+    def form_invalid(self, form) -> HttpResponse:
+        signin_failed(self.request, self._username())
+        return super().form_invalid(form)
+
+    def _username(self) -> str:
+        return str(self.request.POST.get("username", ""))
 
 
 class SignOutView(LogoutView):
