@@ -74,8 +74,9 @@ def test_reconciler_finishes_an_order_whose_task_message_was_deleted(
     offer = make_node_offer(provider_a, nodes=1, external_id=f"lost-{uuid.uuid4().hex[:8]}")
     sim.configure_offer(offer.external_id, run_duration_s=0.3)
     order = place(customer, make_quote, offer)  # no worker yet: the provision message waits in Redis
-    assert queued_tasks(redis_url, private_queue) == [("workers.tasks.orders.provision", f"[{order.pk}, 1]")]
-    redis.Redis.from_url(redis_url).delete(private_queue)  # the message is lost
+    provisioning = f"{private_queue}.provisioning"  # the provisioning kind queue (broker/celery_routing.py)
+    assert queued_tasks(redis_url, provisioning) == [("workers.tasks.orders.provision", f"[{order.pk}, 1]")]
+    redis.Redis.from_url(redis_url).delete(provisioning)  # the message is lost
     worker = start_worker(concurrency=1, ORDERS_STUCK_AFTER_S="1")
     time.sleep(1.5)
     assert Order.objects.get(pk=order.pk).state == "queued"
