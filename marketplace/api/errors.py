@@ -1,4 +1,5 @@
-"""One error shape for every 4xx: {"error": {"code", "message", "fields"}}."""
+"""One error shape for every 4xx (and the 503 of a database that does not answer):
+{"error": {"code", "message", "fields"}}."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from marketplace.db_unavailable import CODE as DB_UNAVAILABLE
+from marketplace.db_unavailable import DATABASE_UNAVAILABLE, MESSAGE, RETRY_AFTER_S, log_unavailable
 from marketplace.errors import DomainError
 
 
@@ -44,6 +47,9 @@ def error_body(code: str, message: str, fields: dict | None = None, **extra: Any
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields, **exc.extra), status=exc.status_code)
+    if isinstance(exc, DATABASE_UNAVAILABLE):  # a dropped connection: 503, retry (marketplace/db_unavailable.py)
+        log_unavailable(context.get("request"), exc)
+        return Response(error_body(DB_UNAVAILABLE, MESSAGE), status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {}
         return Response(error_body("invalid", "; ".join(exc.messages), fields), status=400)

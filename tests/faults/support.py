@@ -10,7 +10,7 @@ import redis
 
 from marketplace.orders.models import Order
 from marketplace.orders.services.placement import order_place
-from tests.orders.conftest import placement, wait_for
+from tests.orders.conftest import job, placement, wait_for
 
 
 def forget_unacked(redis_url: str, queue: str) -> None:
@@ -28,6 +28,13 @@ def place(customer, make_quote, offer, **kw) -> Order:
     """One order on `offer` from a fresh quote, placed (reserved, paid from credit, queued) by the service."""
     order, _ = order_place(user=customer, idempotency_key=uuid.uuid4().hex,
                            data=placement(quote_id=str(make_quote(customer, [offer]).id)), **kw)
+    return order
+
+
+def place_quote(customer, quote, **job_fields) -> Order:
+    """One order from `quote` (its alternatives in rank order), with the default job changed by `job_fields`."""
+    order, _ = order_place(user=customer, idempotency_key=uuid.uuid4().hex,
+                           data=placement(job(**job_fields), quote_id=str(quote.id)))
     return order
 
 
