@@ -61,11 +61,11 @@ from bench.processes import (
     stop,
     tree_usage,
 )
-from bench.results import percentile, verdict, write_results
+from bench.results import percentile
+from bench.soak_figures import KINDS, kind_figures, report, thirds, timeline, usage_figures
 from broker.celery_routing import BILLING, DEFAULT, POLLING, PROVISIONING, kind_queue
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_soak"
-TARGET_THROUGHPUT_RATIO = 0.8
 SOAK_OFFERS = 4
 NODES_PER_OFFER = 400
 SIMULATED = {"boot_latency_s": 0.5, "run_duration_s": 2.0}
@@ -74,7 +74,6 @@ PIPELINE_ENV = {"ORDERS_POLL_INTERVAL_S": "0.5", "ORDERS_METER_INTERVAL_S": "1"}
 THROTTLE_ENV = {"THROTTLE_RECOMMENDATIONS_RATE": "100000/min", "THROTTLE_ORDERS_RATE": "100000/min"}
 # The Procfile's Celery workers: name -> (queue kinds, processes).
 WORKERS = {"worker": ((PROVISIONING, POLLING, DEFAULT), 2), "billing": ((BILLING, DEFAULT), 1)}
-KINDS = ("search", "recommend", "order")
 SEARCH_QUERIES = ("accelerator=H100 count>=8 price_per_hour<=40", "accelerator=A100",
                   "memory_gb>=80 price_per_hour<=20", "accelerator=L4", "count>=4")
 RECOMMEND_REQUESTS = (
@@ -85,6 +84,7 @@ RECOMMEND_REQUESTS = (
     {"workload": {"kind": "fine_tuning", "model": "llama-3-8b", "training_tokens": 2e8, "method": "lora"}},
 )
 FINAL_CHARGES = ("settled", "voided", "declined", "expired")
+CUSTOMER_PREFIX = "soak-customer-"
 
 
 # --- fixture ------------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def make_fixture() -> tuple[list[tuple[str, str]], list[int]]:
                                         is_staff=True)
     customers = []
     for n, method in enumerate(("credit", "card", "credit", "card")):
-        user = User.objects.create_user(username=f"soak-customer-{n}", password=uuid.uuid4().hex, role="customer")
+        user = User.objects.create_user(username=f"{CUSTOMER_PREFIX}{n}", password=uuid.uuid4().hex, role="customer")
         if method == "credit":
             billing_set_overdraft(operator=operator, customer=user, limit=Decimal("1000000.00"))
         else:
@@ -202,8 +202,9 @@ def accepted_orders(samples: list[Sample]) -> list[int]:
     return [json.loads(s.body)["id"] for s in samples if s.kind == "order" and s.status == 201]
 
 
-def drain(ids: list[int], seconds: float) -> float:
-    """Wait until every order is final and its charge settled (or `seconds` pass); returns the seconds waited."""
+def drain(seconds: float) -> float:
+    """Wait until every order of the soak's customers (accepted or not: a 201 may have been lost on the way) is
+    final and its charge settled, or `seconds` pass; returns the seconds waited."""
     from marketplace.billing.models import OrderCharge
     from marketplace.orders.models import Order
     from marketplace.orders.states import FINAL
@@ -211,8 +212,10 @@ def drain(ids: list[int], seconds: float) -> float:
     started = time.monotonic()
     finals = [s.value for s in FINAL]
     while time.monotonic() - started < seconds:
-        open_orders = Order.objects.filter(pk__in=ids).exclude(state__in=finals).exists()
-        open_charges = OrderCharge.objects.filter(order_id__in=ids).exclude(status__in=FINAL_CHARGES).exists()
+        open_orders = Order.objects.filter(customer__username__startswith=CUSTOMER_PREFIX) \
+            .exclude(state__in=finals).exists()
+        open_charges = OrderCharge.objects.filter(order__customer__username__startswith=CUSTOMER_PREFIX) \
+            .exclude(status__in=FINAL_CHARGES).exists()
         if not open_orders and not open_charges:
             break
         time.sleep(0.5)
@@ -228,7 +231,7 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
     from workers.drivers.simulated import SimulatedDriver
 
     sim = SimulatedDriver(redis_url=redis_address, namespace=namespace)
-    orders = list(Order.objects.filter(customer__username__startswith="soak-customer-")
+    orders = list(Order.objects.filter(customer__username__startswith=CUSTOMER_PREFIX)
                   .annotate(runs=Count("events", filter=Q(events__to_state="running"))))
     accepted = set(ids)
     states: dict[str, int] = {}
@@ -246,8 +249,11 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
             created_to_final.append((order.finished_at - order.created_at).total_seconds() * 1000)
     finals = {s.value for s in FINAL}
     charges: dict[str, int] = {}
-    for status in OrderCharge.objects.filter(order_id__in=ids).values_list("status", flat=True):
+    charged = set()
+    for order_id, status in OrderCharge.objects.filter(order_id__in=[o.pk for o in orders]) \
+            .values_list("order_id", "status"):
         charges[status] = charges.get(status, 0) + 1
+        charged.add(order_id)
     return {
         "accepted": len(accepted), "in_database": len(orders),
         "not_acknowledged": sum(1 for o in orders if o.pk not in accepted),
@@ -255,124 +261,11 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
         "failed": sum(failures.values()), "failure_codes": failures, "provisioned_twice": twice,
         "states": states, "charges": charges,
         "unsettled_charges": sum(n for status, n in charges.items() if status not in FINAL_CHARGES),
-        "missing_charges": len(accepted) - sum(charges.values()),
+        "missing_charges": len(accepted - charged),
         "driver_jobs": sim.jobs_created(), "driver_create_calls": sim.create_calls(),
         "create_to_running_ms": {"p50": percentile(created_to_running, 50), "p99": percentile(created_to_running, 99)},
         "create_to_final_ms": {"p50": percentile(created_to_final, 50), "p99": percentile(created_to_final, 99)},
     }
-
-
-# --- figures ------------------------------------------------------------------------------------------------
-
-def kind_figures(samples: list[Sample], seconds: float) -> dict:
-    ok = [s.latency_s * 1000 for s in samples if s.ok]
-    return {"requests": len(samples), "per_s": len(ok) / seconds, "p50_ms": percentile(ok, 50),
-            "p99_ms": percentile(ok, 99), "errors": sum(1 for s in samples if not s.ok)}
-
-
-def thirds(samples: list[Sample], seconds: float) -> list[dict]:
-    """Figures of each third of the run, by the time each answer came in (late answers count in the last)."""
-    parts: list[list[Sample]] = [[], [], []]
-    for s in samples:
-        parts[min(2, int(min(s.finished, seconds) / (seconds / 3)))].append(s)
-    return [{"all": kind_figures(part, seconds / 3),
-             **{kind: kind_figures([s for s in part if s.kind == kind], seconds / 3) for kind in KINDS}}
-            for part in parts]
-
-
-def usage_figures(sampler: UsageSampler, started: float, seconds: float) -> dict:
-    """Per process tree: RSS at start and end and its mean over the first and last third of the run; CPU used
-    (cores busy on average) in each third."""
-    out = {}
-    for name in sampler.pids:
-        series = [(t - started, *usage[name]) for t, usage in sampler.samples if t >= started]
-        first = [mb for t, mb, _ in series if t < seconds / 3] or [series[0][1]]
-        last = [mb for t, mb, _ in series if t >= 2 * seconds / 3] or [series[-1][1]]
-        first_mb, last_mb = sum(first) / len(first), sum(last) / len(last)
-        cores = []
-        for third in range(3):
-            window = [(t, cpu) for t, _, cpu in series if third * seconds / 3 <= t <= (third + 1) * seconds / 3]
-            span = window[-1][0] - window[0][0] if len(window) > 1 else 0.0
-            cores.append((window[-1][1] - window[0][1]) / span if span else float("nan"))
-        out[name] = {"start_mb": series[0][1], "end_mb": series[-1][1], "first_third_mb": first_mb,
-                     "last_third_mb": last_mb, "growth_mb": last_mb - first_mb,
-                     "growth_ratio": last_mb / first_mb if first_mb else float("nan"), "cpu_cores_by_third": cores}
-    return out
-
-
-def timeline(samples: list[Sample], seconds: float, buckets: int = 10) -> list[float]:
-    """Answered requests per second in each tenth of the run."""
-    counts = [0] * buckets
-    for s in samples:
-        if s.ok:
-            counts[min(buckets - 1, int(min(s.finished, seconds) / (seconds / buckets)))] += 1
-    return [c / (seconds / buckets) for c in counts]
-
-
-def report(args: argparse.Namespace, figures: dict) -> bool:
-    run, parts, checks, memory = figures["run"], figures["thirds"], figures["orders"], figures["memory"]
-    ratio = parts[2]["all"]["per_s"] / parts[0]["all"]["per_s"] if parts[0]["all"]["per_s"] else 0.0
-    errors = figures["errors_total"]
-    targets = {"errors": errors == 0, "lost": checks["lost"] == 0 and checks["unsettled_charges"] == 0
-               and checks["missing_charges"] == 0, "twice": checks["provisioned_twice"] == 0,
-               "throughput": ratio >= TARGET_THROUGHPUT_RATIO}
-    print()
-    print(f"Soak: {args.seconds:g} s (after {args.warmup:g} s warm-up) against gunicorn {GUNICORN_WORKERS} sync workers"
-          " + Celery workers " + ", ".join(f"{n} x {c} ({'/'.join(k)})" for n, (k, c) in WORKERS.items())
-          + " + beat + the fake Stripe, PostgreSQL")
-    print(f"  load: {args.search_connections} search + {args.recommend_connections} recommendation connections "
-          f"(closed loop), orders paced at {args.order_rate:g}/s; asyncio client on the same machine")
-    print(f"  rate limits for the bench: {', '.join(f'{k}={v}' for k, v in THROTTLE_ENV.items()) or 'none defined'}")
-    print()
-    print(f"  {'kind':<11}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for kind in (*KINDS, "all"):
-        r = run[kind]
-        print(f"  {kind:<11}{r['requests']:>9}{r['per_s']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}")
-    print()
-    print(f"  {'third':<11}{'req/s':>9}{'p99 ms':>9}   per kind req/s (search / recommend / order)")
-    for name, part in zip(("first", "middle", "last"), parts, strict=True):
-        print(f"  {name:<11}{part['all']['per_s']:>9.1f}{part['all']['p99_ms']:>9.1f}   "
-              + " / ".join(f"{part[k]['per_s']:.1f}" for k in KINDS))
-    p99_ratio = parts[2]["all"]["p99_ms"] / parts[0]["all"]["p99_ms"] if parts[0]["all"]["p99_ms"] else 0.0
-    print(f"  last/first third: throughput x{ratio:.2f}, p99 x{p99_ratio:.2f}")
-    print("  req/s by tenth of the run: " + " ".join(f"{v:.1f}" for v in figures["timeline_per_s"]))
-    for name, m in memory.items():
-        print(f"  RSS {name:<7} {m['start_mb']:.0f} MiB at start, {m['first_third_mb']:.0f} -> "
-              f"{m['last_third_mb']:.0f} MiB first -> last third ({m['growth_mb']:+.0f} MiB, "
-              f"x{m['growth_ratio']:.2f}), {m['end_mb']:.0f} at end; CPU cores busy by third: "
-              + " / ".join(f"{c:.2f}" for c in m["cpu_cores_by_third"]))
-    print()
-    print(f"  orders: {checks['accepted']} accepted, {checks['in_database']} in the database, "
-          f"states {checks['states']}")
-    print(f"  charges: {checks['charges']}; drained in {figures['drain_s']:.1f} s (window {args.drain:g} s)")
-    print(f"  create -> running p50/p99: {checks['create_to_running_ms']['p50']:.0f} / "
-          f"{checks['create_to_running_ms']['p99']:.0f} ms; create -> final p50/p99: "
-          f"{checks['create_to_final_ms']['p50']:.0f} / {checks['create_to_final_ms']['p99']:.0f} ms")
-    print(f"  driver: {checks['driver_jobs']} jobs from {checks['driver_create_calls']} create calls")
-    if checks["failed"]:
-        print(f"  failed orders by code: {checks['failure_codes']}")
-    for line in figures["error_examples"]:
-        print(f"  error: {line}")
-    print()
-    print(f"  errors: {errors} (target 0)   {verdict(targets['errors'])}")
-    print(f"  lost orders: {checks['lost']}, unsettled charges: {checks['unsettled_charges']}, orders without a "
-          f"charge: {checks['missing_charges']} (target 0)   {verdict(targets['lost'])}")
-    print(f"  provisioned twice: {checks['provisioned_twice']} (target 0)   {verdict(targets['twice'])}")
-    print(f"  last-third throughput: {ratio:.2f} x the first third (target >= {TARGET_THROUGHPUT_RATIO})   "
-          f"{verdict(targets['throughput'])}")
-    if checks["failed"]:
-        print(f"  note: {checks['failed']} orders ended failed (final, so not lost): see the codes above")
-    if figures["load_before"] > 1.5:
-        print(f"  note: the 1-minute load average was {figures['load_before']:.1f} on {os.cpu_count()} CPUs before "
-              "the bench started: other processes shared the machine")
-    print(f"  1-minute load average at the start / end of the measured run: "
-          f"{figures['load_during'][0]:.1f} / {figures['load_during'][1]:.1f}")
-    ok = all(targets.values())
-    write_results("soak", {**figures, "throughput_ratio": ratio, "p99_ratio": p99_ratio,
-                           "targets": {"errors": 0, "lost": 0, "provisioned_twice": 0,
-                                       "throughput_ratio": TARGET_THROUGHPUT_RATIO},
-                           "pass": ok, "throttle_env": THROTTLE_ENV})
-    return ok
 
 
 # --- main ---------------------------------------------------------------------------------------------------
@@ -460,20 +353,22 @@ def main(argv: list[str] | None = None) -> int:
         sampler.join()
         ids = accepted_orders(warm) + accepted_orders(samples)
         print(f"soak_bench: load done; draining {len(ids)} accepted orders (up to {args.drain:g} s)", flush=True)
-        drained_s = drain(ids, args.drain)
+        drained_s = drain(args.drain)
         checks = order_checks(ids, namespace, redis_address)
         failed_requests = [s for s in warm + samples if not s.ok]
         figures = {
             "seconds": args.seconds, "warmup": args.warmup, "order_rate": args.order_rate,
             "search_connections": args.search_connections, "recommend_connections": args.recommend_connections,
-            "gunicorn_workers": GUNICORN_WORKERS, "load_before": load_before,
+            "gunicorn_workers": GUNICORN_WORKERS, "load_before": load_before, "throttle_env": THROTTLE_ENV,
             "celery_workers": {name: {"queues": list(kinds), "processes": count}
                                for name, (kinds, count) in WORKERS.items()},
             "run": {**{k: kind_figures([s for s in samples if s.kind == k], args.seconds) for k in KINDS},
                     "all": kind_figures(samples, args.seconds)},
-            "thirds": thirds(samples, args.seconds), "memory": usage_figures(sampler, started, args.seconds),
+            "thirds": thirds(samples, args.seconds),
+            "memory": usage_figures(sampler.samples, started, args.seconds),
             "timeline_per_s": timeline(samples, args.seconds), "load_during": [load_start, os.getloadavg()[0]],
-            "orders": checks, "drain_s": drained_s, "errors_total": len(failed_requests),
+            "orders": checks, "drain_s": drained_s, "failed_requests": len(failed_requests),
+            "errors_total": len(failed_requests),
             "error_examples": [f"{s.kind} {s.status} {s.body[:200]!r}" for s in failed_requests[:5]]}
         for name, process in {"web": web, **workers}.items():
             if process.poll() is not None:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench.loadgen import Request, Sample, Stream, run_streams
-from bench.soak_bench import thirds, timeline
+from bench.soak_figures import thirds, timeline
 
 
 class Handler(BaseHTTPRequestHandler):
