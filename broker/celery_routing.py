@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 DEFAULT = "default"
 PROVISIONING = "provisioning"
@@ -67,8 +67,10 @@ def queues_for(kinds: Iterable[str] = KINDS, base: str | None = None) -> list[st
 
 
 def task_queues(base: str) -> list[Queue]:
-    """CELERY_TASK_QUEUES: what a worker started without --queues consumes (every kind: nothing is left unserved)."""
-    return [Queue(name) for name in queues_for(KINDS, base)]
+    """CELERY_TASK_QUEUES: what a worker started without --queues consumes (every kind: nothing is left unserved).
+    Each queue has its own direct exchange and routing key, as Celery gives a queue it creates on demand: left to
+    Celery's defaults they would all share the base queue's exchange and key, and a message would land in all four."""
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queues_for(KINDS, base)]
 
 
 def queue_for(task_name: str, base: str | None = None) -> str:

@@ -66,6 +66,22 @@ def test_a_worker_started_without_queues_serves_every_kind(settings) -> None:
     assert names == queues_for(KINDS, names[0]) and len(names) == len(KINDS)
 
 
+def test_each_declared_kind_queue_has_its_own_exchange_and_routing_key() -> None:
+    """Sending to a kind queue of the configured base (production's path: the queue is in CELERY_TASK_QUEUES)
+    publishes with that queue's own key: shared keys on one direct exchange would copy a message to every kind."""
+    from broker.celery import app
+
+    base = app.conf.task_default_queue
+    for task, kind in (("workers.tasks.billing.reconcile", "billing"), ("workers.tasks.orders.provision",
+                                                                         "provisioning"),
+                       ("workers.tasks.orders.meter", "polling"), ("workers.tasks.orders.reconcile", "default")):
+        queue = app.amqp.router.route({}, task, (), {})["queue"]
+        assert queue.name == kind_queue(kind, base)
+        assert (queue.exchange.name, queue.routing_key) == (queue.name, queue.name), task
+    keys = [(q.exchange.name, q.routing_key) for q in app.amqp.queues.values()]
+    assert len(keys) == len(set(keys))  # (plus the queues Celery made on demand for other bases)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_billing_is_served_while_provisioning_is_backed_up_behind_a_hung_worker(tmp_path: Path, settings) -> None:
