@@ -94,7 +94,8 @@ def make_fixture() -> tuple[list[tuple[str, str]], list[int]]:
     from django.core.management import call_command
 
     from marketplace.billing.services.customers import billing_profile_update, billing_set_overdraft
-    from marketplace.models import Accelerator, Offer, Provider, Region, User
+    from marketplace.models import Provider, User
+    from marketplace.services.offers import offer_create
     from marketplace.services.tokens import token_create
 
     with open(os.devnull, "w") as sink:
@@ -109,14 +110,11 @@ def make_fixture() -> tuple[list[tuple[str, str]], list[int]]:
         else:
             billing_profile_update(user, default_payment_method="pm_card_visa")
         customers.append((token_create(user=user, name="soak")[1], method))
-    provider = Provider.objects.create(name="Soak Cloud", slug="soak-cloud")
-    h100 = Accelerator.objects.get(canonical_name="NVIDIA H100-SXM5-80GB")
-    region = Region.objects.get(key="us-east-virginia")
-    offers = [Offer.objects.create(
-        provider=provider, external_id=f"soak-{n}", name=f"soak 8x H100 #{n}", accelerator=h100,
-        accelerator_count=8, accelerator_memory_gb=80, vcpus=96, ram_gb=1024, region=region,
-        price_per_hour=Decimal("2.0000"), nodes_available=NODES_PER_OFFER, status="listed", driver="simulated")
-        for n in range(SOAK_OFFERS)]
+    Provider.objects.create(name="Soak Cloud", slug="soak-cloud")
+    offers = [offer_create(user=operator, data={
+        "provider": "soak-cloud", "external_id": f"soak-{n}", "name": f"soak 8x H100 #{n}", "accelerator": "H100 SXM",
+        "count": 8, "region": "us-east-virginia", "price_per_hour": "2.0000", "nodes_available": NODES_PER_OFFER,
+        "status": "listed", "driver": "simulated"}) for n in range(SOAK_OFFERS)]
     return customers, [offer.pk for offer in offers]
 
 
@@ -343,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             makers = request_makers(customers, offer_ids, run)
             streams = [Stream(makers["search"], args.search_connections),
                        Stream(makers["recommend"], args.recommend_connections),
-                       Stream(makers["order"], 2, rate=args.order_rate)]
+                       Stream(makers["order"], 2 if args.order_rate > 0 else 0, rate=args.order_rate)]
             return asyncio.run(run_streams("127.0.0.1", web_port, [s for s in streams if s.connections], seconds))
 
         warm = load(args.warmup, f"warm-{queue}")

@@ -37,7 +37,8 @@ def usage_figures(samples: list[tuple[float, dict[str, tuple[float, float]]]], s
     mean over the first and last third of the run; CPU used (cores busy on average) in each third."""
     out = {}
     for name in samples[0][1]:
-        series = [(t - started, *usage[name]) for t, usage in samples if t >= started]
+        series = [(t - started, *usage[name]) for t, usage in samples if t >= started] or \
+            [(0.0, *samples[-1][1][name])]
         first = [mb for t, mb, _ in series if t < seconds / 3] or [series[0][1]]
         last = [mb for t, mb, _ in series if t >= 2 * seconds / 3] or [series[-1][1]]
         first_mb, last_mb = sum(first) / len(first), sum(last) / len(last)
