@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.cache import caches
@@ -84,6 +85,14 @@ class FailOpenRateThrottle(SimpleRateThrottle):
 class Refusal:
     retry_after_s: int
     reason: str
+
+
+def page_rate_check(request, scope: str) -> Refusal | None:
+    """The API's limit for `scope`, applied to a portal form's POST (the same counter as the API's)."""
+    throttle = FailOpenRateThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope, throttle_methods=("POST",))):
+        return None
+    return Refusal(max(1, math.ceil(throttle.wait() or 1)), "Too many requests; wait a moment and try again.")
 
 
 def signin_check(request, username: str) -> Refusal | None:

@@ -139,3 +139,19 @@ def test_the_schema_documents_429_on_limited_operations() -> None:
     for operation_id in ("tokens_create", "recommendations_create", "orders_create"):
         assert "429" in operations[operation_id]["responses"], operation_id
     assert "429" not in operations["tokens_list"]["responses"]
+
+
+def test_the_portal_token_form_shares_the_api_limit(limits, client_for, customer) -> None:
+    from marketplace.models import ApiToken
+
+    api = client_for(customer)
+    assert [api.post("/api/v1/tokens/", {"name": f"t{i}"}, format="json").status_code for i in range(2)] == [201] * 2
+    browser = Client()
+    browser.force_login(customer)
+    assert browser.post("/account/tokens/", {"name": "third"}).status_code == 200
+    before = ApiToken.objects.filter(user=customer).count()
+    refused = browser.post("/account/tokens/", {"name": "fourth"})
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert b"Too many requests" in refused.content
+    assert ApiToken.objects.filter(user=customer).count() == before
