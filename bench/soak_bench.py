@@ -19,9 +19,10 @@ processes, then a drain: is anything lost, does anything degrade?
 3. Load (bench/loadgen.py run_streams): --search-connections closed-loop connections searching offers (rotating
    queries), --recommend-connections asking for recommendations, and orders paced at --order-rate per second
    (offer + nodes, a new Idempotency-Key each); --warmup seconds of the same mix first, not counted.
-4. Drain: waits up to --drain seconds for every order the API accepted (201) to reach a final state and its charge
-   to settle. Lost = accepted but not final by then; provisioned twice = more than one provider job or more than
-   one `running` event for one order.
+4. Drain: waits up to --drain seconds for every order of the soak's customers (accepted with a 201, or created by a
+   request whose answer never came back) to reach a final state and its charge to settle. Lost = not final by then
+   (or its charge not settled); provisioned twice = more than one provider job or more than one `running` event
+   for one order. A failed order counts as an error: nothing is injected, so nothing should fail.
 5. Reports throughput and p50/p99 per kind, errors, the order pipeline (create -> running / final), and, as the
    baseline measured in the same run, the last third of the run against the first: throughput, p99 and the RSS of
    the web server and the workers (each with all its child processes).
