@@ -30,8 +30,8 @@ from tests.worker_process import CeleryBeat, database_url_of
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 OUTAGE_S = 30.0  # the definition
-BEFORE_S = AFTER_S = 4.0
-EVERY_S = 0.5  # one order every half second
+BEFORE_S = AFTER_S = 3.0
+EVERY_S = 0.75  # four orders every three seconds
 RECOVERY_TIMEOUT_S = 90.0
 
 
