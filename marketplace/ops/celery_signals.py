@@ -3,6 +3,7 @@ and, with WORKER_METRICS_PORT, a metrics endpoint on a worker host. Connected on
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
@@ -18,14 +19,19 @@ def order_id_of(task, args: tuple | list | None, kwargs: dict | None) -> int | N
     """The order a task works on: its `order_id` argument (by name or first position), when it has one."""
     if kwargs and "order_id" in kwargs:
         return kwargs["order_id"]
-    try:
-        params = list(inspect.signature(task.run).parameters)
-    except (TypeError, ValueError):
-        return None
+    params = _parameters(task)
     if "order_id" in params and args:
         index = params.index("order_id")
         return args[index] if index < len(args) else None
     return None
+
+
+@functools.cache
+def _parameters(task) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(task.run).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def task_prerun(task_id=None, task=None, args=None, kwargs=None, **_):
