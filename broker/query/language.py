@@ -127,6 +127,18 @@ _COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*\*?$")
 
 
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """How much one query may ask for; deployers tune them (settings QUERY_MAX_*, read by the callers)."""
+
+    max_length: int = MAX_QUERY_LENGTH
+    max_clauses: int = MAX_CLAUSES
+    max_list_items: int = MAX_LIST_ITEMS
+
+
+DEFAULT_LIMITS = QueryLimits()
+
+
 class QueryError(ValueError):
     """A query that cannot be run. `position` is the character offset of the offending clause or token."""
 
@@ -265,11 +277,11 @@ def invalid_operator_message(op: str) -> str:
     return f"operator '{op}' is not valid; use one of {' '.join(OPERATORS)}"
 
 
-def parse(text: str | None, vocabulary: Vocabulary | None = None) -> Query:
+def parse(text: str | None, vocabulary: Vocabulary | None = None, limits: QueryLimits = DEFAULT_LIMITS) -> Query:
     """Parse a query string into clauses; a QueryError's message is meant for the person who typed it."""
     text = text or ""
-    if len(text) > MAX_QUERY_LENGTH:
-        raise QueryError(f"query is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}")
+    if len(text) > limits.max_length:
+        raise QueryError(f"query is {len(text)} characters long; the limit is {limits.max_length}")
     vocabulary = vocabulary or default_vocabulary()
     tokens = list(_tokens(text))
     clauses: list[Clause] = []
@@ -300,12 +312,12 @@ def parse(text: str | None, vocabulary: Vocabulary | None = None) -> Query:
         if value_token is None or value_token.kind == "op":
             raise QueryError(f"clause '{spec.name}{_spaced(op)}' has no value", position=head.pos,
                              field=spec.name)
-        clause, note = _clause(spec, op, value_token, head.pos, vocabulary)
+        clause, note = _clause(spec, op, value_token, head.pos, vocabulary, limits.max_list_items)
         clauses.append(clause)
         if note:
             notes.append(note)
-        if len(clauses) > MAX_CLAUSES:
-            raise QueryError(f"query has more than {MAX_CLAUSES} clauses; the limit is {MAX_CLAUSES}",
+        if len(clauses) > limits.max_clauses:
+            raise QueryError(f"query has more than {limits.max_clauses} clauses; the limit is {limits.max_clauses}",
                              position=head.pos)
         i += 3
     return Query(tuple(clauses), tuple(notes))
@@ -315,7 +327,8 @@ def _spaced(op: str) -> str:
     return f" {op} " if op in LIST_OPERATORS else op
 
 
-def _clause(spec: FieldSpec, op: str, token: _Token, pos: int, vocabulary: Vocabulary) -> tuple[Clause, str]:
+def _clause(spec: FieldSpec, op: str, token: _Token, pos: int, vocabulary: Vocabulary,
+            max_list_items: int = MAX_LIST_ITEMS) -> tuple[Clause, str]:
     written = f'"{token.text}"' if token.kind == "string" else token.text
     shown = f"{spec.name}{_spaced(op)}{written}"
     if op in LIST_OPERATORS:
@@ -324,9 +337,9 @@ def _clause(spec: FieldSpec, op: str, token: _Token, pos: int, vocabulary: Vocab
                              position=pos, field=spec.name)
         if not token.items:
             raise QueryError(f"{shown}: the list is empty", position=pos, field=spec.name)
-        if len(token.items) > MAX_LIST_ITEMS:
+        if len(token.items) > max_list_items:
             raise QueryError(f"{spec.name} {op} [...]: the list has {len(token.items)} items; "
-                             f"the limit is {MAX_LIST_ITEMS}", position=pos, field=spec.name)
+                             f"the limit is {max_list_items}", position=pos, field=spec.name)
         raw_values = token.items
     else:
         if token.kind == "list":

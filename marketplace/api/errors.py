@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -53,6 +54,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {}
         return Response(error_body("invalid", "; ".join(exc.messages), fields), status=400)
+    if isinstance(exc, RequestDataTooBig):  # a form body over MAX_REQUEST_BYTES (JSON: RequestSizeLimitMiddleware)
+        message = "The request body is over the limit (MAX_REQUEST_BYTES)."
+        return Response(error_body("too_large", message, {"body": [message]}), status=413)
+    if isinstance(exc, TooManyFieldsSent | SuspiciousOperation):
+        message = str(exc) or "The request could not be read."
+        return Response(error_body("invalid", message, {"body": [message]}), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -75,3 +82,21 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             code = "not_authenticated"
         response.data = error_body(code, "; ".join(_flatten(exc.detail)))
     return response
+
+
+def _wants_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """handler404: a URL under /api/ that matches no route (say /api/v1/orders/-1/) answers in the error shape."""
+    if _wants_api(request):
+        return JsonResponse(error_body("not_found", "No such endpoint or object."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: the API still answers in the error shape (the traceback is logged, never shown)."""
+    if _wants_api(request):
+        return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
+    return defaults.server_error(request)

@@ -12,7 +12,6 @@ import binascii
 import json
 from decimal import Decimal
 
-from django import forms
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
@@ -31,14 +30,15 @@ from broker.query.language import (
     describe_fields,
     parse,
 )
+from marketplace.api.limits import query_limits
 from marketplace.api.offer_serializers import OfferSerializer
+from marketplace.api.pagination import page_size_from
 from marketplace.api.schema import ERROR_RESPONSES
 from marketplace.errors import ValidationFailed
 from marketplace.models import Offer
 from marketplace.selectors.offers import DEFAULT_ORDERING, Position, offer_search, parse_ordering, sort_value
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 class OfferSearchFilter(filters.FilterSet):
@@ -102,15 +102,7 @@ class OfferSearchFilter(filters.FilterSet):
 
 
 def _page_size(request: Request) -> int:
-    raw = request.query_params.get("page_size")
-    if raw is None:
-        return DEFAULT_PAGE_SIZE
-    field = forms.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE)
-    try:
-        return field.clean(raw)
-    except forms.ValidationError as exc:
-        raise ValidationFailed(f"page_size: {' '.join(exc.messages)}",
-                               fields={"page_size": list(exc.messages)}) from None
+    return page_size_from(request.query_params.get("page_size"), DEFAULT_PAGE_SIZE)
 
 
 def encode_cursor(position: Position) -> str:
@@ -168,7 +160,7 @@ SEARCH_PARAMETERS = [
                                  f"Ties break by id."),
     OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque; from a 'next' or 'previous' link."),
     OpenApiParameter("page_size", OpenApiTypes.INT,
-                     description=f"1-{MAX_PAGE_SIZE}; default {DEFAULT_PAGE_SIZE}."),
+                     description=f"1 to API_MAX_PAGE_SIZE (200 unless configured); default {DEFAULT_PAGE_SIZE}."),
     OpenApiParameter("accelerator", OpenApiTypes.STR, description="Same as q=accelerator=<value>."),
     OpenApiParameter("vendor", OpenApiTypes.STR, enum=list(FIELDS["vendor"].choices)),
     OpenApiParameter("stack", OpenApiTypes.STR, enum=list(FIELDS["stack"].choices)),
@@ -194,7 +186,7 @@ class OfferSearchView(APIView):
         if OfferSearchFilter.present_in(request.query_params):  # skip building the form when unused
             clauses, notes = OfferSearchFilter(request.query_params, queryset=Offer.objects.none()).clauses()
         try:
-            query = parse(request.query_params.get("q", ""))
+            query = parse(request.query_params.get("q", ""), limits=query_limits())
         except QueryError as exc:
             extra = {"position": exc.position} if exc.position is not None else {}
             raise ValidationFailed(exc.message, fields={"q": [exc.message]}, code="invalid_query",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.conf import settings
 from rest_framework import serializers
 
 from marketplace.models.offers import MAX_ACCELERATORS_PER_NODE, MAX_PRICE_PER_HOUR, Interconnect, InterNode
@@ -140,7 +141,8 @@ class OfferBulkSerializer(serializers.Serializer):
     """Only the envelope; each row is checked with OfferWriteSerializer so errors can name the row."""
 
     provider = serializers.SlugField(required=False)
-    offers = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=1000)
+    offers = serializers.ListField(child=serializers.DictField(), allow_empty=False,
+                                   max_length=settings.OFFERS_BULK_MAX_ROWS)
 
 
 class OfferBulkResultSerializer(serializers.Serializer):

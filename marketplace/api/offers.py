@@ -11,6 +11,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework import parsers, permissions, status
 from rest_framework.exceptions import ParseError
@@ -134,8 +135,13 @@ class OfferCSVParser(parsers.BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None) -> dict:
+        limit = settings.CSV_MAX_BYTES
+        content = stream.read(limit + 1) if stream is not None else b""
+        if len(content) > limit:
+            message = f"The CSV is over {limit:,} bytes (CSV_MAX_BYTES); split it into several uploads."
+            raise ValidationFailed(message, fields={"offers": [message]})
         try:
-            text = stream.read().decode((parser_context or {}).get("encoding") or "utf-8")
+            text = content.decode((parser_context or {}).get("encoding") or "utf-8")
         except UnicodeDecodeError:
             raise ParseError("CSV must be UTF-8.") from None
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -170,7 +176,8 @@ class OfferBulkView(APIView):
         summary="Create or update many offers at once (all or nothing)",
         description=f"Rows are matched to your existing offers by `external_id` (required). Every row is "
                     f"checked first; if any fails, the 400 lists each failing row's field errors under "
-                    f"`fields.offers.<row index>` and nothing is written. At most {MAX_BULK_ROWS} rows. Also "
+                    f"`fields.offers.<row index>` and nothing is written. At most {MAX_BULK_ROWS} rows "
+                    f"(OFFERS_BULK_MAX_ROWS) and {settings.CSV_MAX_BYTES:,} bytes of CSV (CSV_MAX_BYTES). Also "
                     f"accepts `text/csv` (header row of field names; operators pass `?provider=<slug>`).",
         request=OfferBulkSerializer,
         parameters=[OpenApiParameter("provider", OpenApiTypes.STR, description="Provider slug (operators).")],

@@ -12,14 +12,14 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from marketplace.api.offer_serializers import OfferWriteSerializer
 from marketplace.errors import DomainError, ValidationFailed
 from marketplace.models import Offer, User
-from marketplace.services.offers import MAX_BULK_ROWS, BulkResult, offers_bulk_upsert
+from marketplace.services.offers import BulkResult, offers_bulk_upsert
 
-MAX_FILE_BYTES = 2 * 1024 * 1024
 TEMPLATE_COLUMNS = ("external_id", "name", "accelerator", "count", "memory_gb", "vcpus", "ram_gb", "disk_gb",
                     "interconnect", "inter_node", "region", "price_per_hour", "interruptible_price_per_hour",
                     "nodes_available", "min_rental_hours", "status")
@@ -68,8 +68,8 @@ class Report:
 
 def read_csv(content: bytes) -> ParsedCsv:
     """Rows of a CSV with a header of offer field names (the same format as POST /api/v1/offers/bulk/)."""
-    if len(content) > MAX_FILE_BYTES:
-        raise CsvFileError(f"The file is {len(content):,} bytes; the limit is {MAX_FILE_BYTES:,}.")
+    if len(content) > settings.CSV_MAX_BYTES:
+        raise CsvFileError(f"The file is {len(content):,} bytes; the limit is {settings.CSV_MAX_BYTES:,}.")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -99,8 +99,8 @@ def read_csv(content: bytes) -> ParsedCsv:
         lines.append(number)
     if not rows:
         raise CsvFileError("The file has a header but no machines.")
-    if len(rows) > MAX_BULK_ROWS:
-        raise CsvFileError(f"The file has {len(rows)} machines; at most {MAX_BULK_ROWS} per upload.")
+    if len(rows) > settings.OFFERS_BULK_MAX_ROWS:
+        raise CsvFileError(f"The file has {len(rows)} machines; at most {settings.OFFERS_BULK_MAX_ROWS} per upload.")
     return ParsedCsv(rows, lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
@@ -83,7 +84,7 @@ def _choices(field: str) -> list[tuple[str, str]]:
 class OfferFilterForm(forms.Form):
     """The offer browser's filters; names match the search API's parameters (OfferSearchFilter)."""
 
-    q = forms.CharField(label="Query", required=False, max_length=1000,
+    q = forms.CharField(label="Query", required=False,  # its length limit is the parser's (QUERY_MAX_LENGTH)
                         help_text="e.g. accelerator=H100 count>=8 price_per_hour<=30 region in [us-east,eu-finland]")
     accelerator = forms.CharField(label="Accelerator", required=False, max_length=120)
     vendor = forms.ChoiceField(label="Vendor", required=False, choices=_choices("vendor"))
@@ -153,6 +154,14 @@ class CsvUploadForm(forms.Form):
                            help_text="A header row of field names, then one node type per row (max. 1000 rows).")
     list_new = forms.BooleanField(label="List new rows right away (rows without a status column value)",
                                   required=False, initial=True)
+
+    def clean_file(self):
+        """Refuse a file over CSV_MAX_BYTES from its size, before reading it."""
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.CSV_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size:,} bytes; the limit is {settings.CSV_MAX_BYTES:,}.", code="too_large")
+        return upload
 
 
 class PolicyForm(forms.Form):

@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -31,7 +32,7 @@ from marketplace.errors import ConflictError, NotFoundError, PermissionDeniedErr
 from marketplace.models import Accelerator, Offer, Provider, Region, User
 from marketplace.services.catalog_version import catalog_bump
 
-MAX_BULK_ROWS = 1000
+MAX_BULK_ROWS = 1000  # the default of settings.OFFERS_BULK_MAX_ROWS, which is what is enforced
 
 # (from, to) pairs a provider may move an offer along. Staying in the same status is always allowed.
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
@@ -267,9 +268,10 @@ def offers_bulk_upsert(*, user: User, rows: Sequence[Mapping[str, Any]], provide
     provider = writable_provider(user=user, provider_slug=provider_slug)
     if not rows:
         raise ValidationFailed("No offers given.", fields={"offers": ["give at least one offer"]})
-    if len(rows) > MAX_BULK_ROWS:
-        raise ValidationFailed(f"At most {MAX_BULK_ROWS} offers per request; got {len(rows)}.",
-                               fields={"offers": [f"at most {MAX_BULK_ROWS} offers per request"]})
+    max_rows = settings.OFFERS_BULK_MAX_ROWS
+    if len(rows) > max_rows:
+        raise ValidationFailed(f"At most {max_rows} offers per request; got {len(rows)}.",
+                               fields={"offers": [f"at most {max_rows} offers per request"]})
     with transaction.atomic():
         return _bulk_upsert(provider, rows, input_errors or {})
 

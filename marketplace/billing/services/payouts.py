@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 
 from django.db import transaction
@@ -23,7 +25,7 @@ from marketplace.billing.models import (
 from marketplace.billing.money import to_cents
 from marketplace.billing.services import ledger
 from marketplace.billing.services.operations import OperationConflict, run_operation
-from marketplace.errors import PermissionDeniedError
+from marketplace.errors import PermissionDeniedError, ValidationFailed
 
 TransferStatus = ProviderTransfer.Status
 
@@ -41,16 +43,18 @@ def provider_onboarding_link(*, user, return_url: str, refresh_url: str) -> tupl
     try:
         if account is None:
             key = f"provider:{provider.pk}:account"
-            params = {"email": user.email or "", "provider_id": provider.pk}
+            params = {"provider_id": provider.pk}  # the account is the provider's, whichever member asks first
             result = run_operation(key=key, kind=OperationKind.ACCOUNT, params=params,
                                    call=lambda: gateway.create_express_account(
                                        email=user.email or "", metadata={"provider_id": str(provider.pk)}, key=key))
             account, _ = ProviderPayoutAccount.objects.get_or_create(
                 provider=provider, defaults={"stripe_account_id": result["id"]})
+        params = {"account": account.stripe_account_id, "return_url": return_url, "refresh_url": refresh_url}
+        # The key names the parameters too: two requests that count the same n (concurrently, or after one whose
+        # row was rolled back) either ask for the same link, which Stripe replays, or use different keys.
         n = PaymentOperation.objects.filter(kind=OperationKind.ACCOUNT_LINK,
                                             key__startswith=f"provider:{provider.pk}:account_link:").count() + 1
-        key = f"provider:{provider.pk}:account_link:{n}"
-        params = {"account": account.stripe_account_id, "return_url": return_url, "refresh_url": refresh_url}
+        key = f"provider:{provider.pk}:account_link:{n}:{_digest(params)}"
         link = run_operation(key=key, kind=OperationKind.ACCOUNT_LINK, params=params,
                              call=lambda: gateway.create_account_link(account.stripe_account_id, return_url=return_url,
                                                                       refresh_url=refresh_url, key=key))
@@ -58,7 +62,14 @@ def provider_onboarding_link(*, user, return_url: str, refresh_url: str) -> tupl
         from marketplace.billing.errors import PaymentProviderUnavailable
 
         raise PaymentProviderUnavailable("The payment provider did not answer; try again.") from None
+    except gateway.RequestRejected as exc:  # e.g. a return_url Stripe refuses: the caller's input, not a crash
+        raise ValidationFailed(f"Stripe refused the onboarding link: {exc.message}",
+                               code="payment_provider_rejected") from None
     return account, link
+
+
+def _digest(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def payout_account_sync(stripe_account: dict) -> ProviderPayoutAccount | None:

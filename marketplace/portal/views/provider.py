@@ -156,7 +156,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                     "name": form.cleaned_data["file"].name, "list_new": form.cleaned_data["list_new"]}
     return render(request, "portal/provider/upload.html", {
         "nav": "provider", "form": form, "report": report,
-        "pending": request.session.get(SESSION_KEY)})
+        "pending": request.session.get(SESSION_KEY)}, status=400 if form.errors else 200)
 
 
 @provider_member

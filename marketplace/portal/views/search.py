@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from broker.query.language import QueryError, parse
+from marketplace.api.limits import query_limits
 from marketplace.api.offer_search import OfferSearchFilter, decode_cursor, encode_cursor
 from marketplace.errors import DomainError
 from marketplace.models import Offer
@@ -53,7 +54,7 @@ def _search(form: OfferFilterForm, ordering: str) -> dict:
         apply_domain_error(form, exc)
         return {}
     try:
-        query = parse(data.get("q") or "")
+        query = parse(data.get("q") or "", limits=query_limits())
     except QueryError as exc:
         form.add_error("q", exc.message)
         return {}
