@@ -69,6 +69,8 @@ from broker.celery_routing import BILLING, DEFAULT, POLLING, PROVISIONING, kind_
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_soak"
 SOAK_OFFERS = 4
 NODES_PER_OFFER = 400
+# A job's 2 s at this node price is $0.56: above Stripe's $0.50 minimum, so card holds are captured, not voided.
+PRICE_PER_HOUR = "1000.0000"
 SIMULATED = {"boot_latency_s": 0.5, "run_duration_s": 2.0}
 PIPELINE_ENV = {"ORDERS_POLL_INTERVAL_S": "0.5", "ORDERS_METER_INTERVAL_S": "1"}
 # Rate limits (per user) high enough that the bench measures the server, not its throttles (which still run).
@@ -114,7 +116,7 @@ def make_fixture() -> tuple[list[tuple[str, str]], list[int]]:
     Provider.objects.create(name="Soak Cloud", slug="soak-cloud")
     offers = [offer_create(user=operator, data={
         "provider": "soak-cloud", "external_id": f"soak-{n}", "name": f"soak 8x H100 #{n}", "accelerator": "H100 SXM",
-        "count": 8, "region": "us-east-virginia", "price_per_hour": "2.0000", "nodes_available": NODES_PER_OFFER,
+        "count": 8, "region": "us-east-virginia", "price_per_hour": PRICE_PER_HOUR, "nodes_available": NODES_PER_OFFER,
         "status": "listed", "driver": "simulated"}) for n in range(SOAK_OFFERS)]
     return customers, [offer.pk for offer in offers]
 
