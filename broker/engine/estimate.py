@@ -39,7 +39,7 @@ def rework_factor(nodes: np.ndarray, interruptible: np.ndarray | None, rate: flo
 def runtime_hours(plan: NodePlan, request: Request, nt: np.ndarray, nodes: np.ndarray | int):
     """Hours the work runs on `nodes` nodes (before interruptions); a scalar for duration kinds."""
     if request.is_job:
-        return plan.base_hours[nt] / SCALING[plan.scale_class[nt], nodes]
+        return np.take(plan.base_hours, nt) / SCALING[plan.scale_class[nt], nodes]
     return float(request.duration_hours)
 
 
@@ -83,11 +83,11 @@ class Candidates:
         rows = self.row if idx is None else self.row[idx]
         nodes = self.nodes if idx is None else self.nodes[idx]
         hours = self.hours if idx is None else self.hours[idx]
-        reg = self.snap.region[rows]
+        reg = np.take(self.snap.region, rows)
         regions = self.snap.regions
-        pue = np.where(np.isnan(regions.pue), DEFAULT_PUE[0], regions.pue)[reg]
-        energy = self.plan.node_kw[self.snap.node_type[rows]] * nodes * hours * pue
-        carbon = energy * regions.grid_ci[reg] / 1000
+        pue = np.take(np.where(np.isnan(regions.pue), DEFAULT_PUE[0], regions.pue), reg)
+        energy = np.take(self.plan.node_kw, np.take(self.snap.node_type, rows)) * nodes * hours * pue
+        carbon = energy * np.take(regions.grid_ci, reg) / 1000
         if idx is None:
             self._energy, self._carbon = energy, carbon
         return energy, carbon

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from broker.engine.filters import BY_CODE, FILTERS, count_by_reason, single_failure
+from broker.engine.filters import BY_CODE, FILTERS
 from broker.engine.matching import Context, Match
 from broker.engine.plan import SCALING
 from broker.engine.request import INTER_NODE, INTERCONNECTS, MAX_REPLICA_NODES
@@ -140,31 +140,34 @@ def _dec(x: float) -> Decimal | None:
 
 def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
     snap = ctx.snap
-    bits = m.bits
-    counts = count_by_reason(bits, m.active)
     by_reason = tuple(
-        ReasonCount(f.code, f.side, f.relaxable, counts[f.code], f.description) for f in FILTERS if f.code in counts
+        ReasonCount(f.code, f.side, f.relaxable, int(m.counts[i]), f.description)
+        for i, f in enumerate(FILTERS)
+        if m.active >> i & 1 and m.counts[i]
     )
-    near = np.flatnonzero(single_failure(bits))
     near_misses: list[NearMiss] = []
     relaxations: list[Relaxation] = []
-    if near.size:
+    if m.near.size:
+        # which filter each near miss fails (its one bit), and how many fail each
+        code_of = np.bitwise_count(m.near_bits - np.uint32(1)).astype(np.intp)
+        adds_by_code = np.bincount(code_of, minlength=len(FILTERS))
+        near = m.near
         if ctx.lo_all is not None:  # match() already priced every row
-            nodes, spot, pph, cost = (a[near] for a in ctx.lo_all[:4])
+            nodes, spot, pph, cost = (np.take(a, near) for a in ctx.lo_all[:4])
         else:
             nodes, spot, pph, cost, _ = ctx.at_lo(near)
         cost = np.asarray(cost, dtype=np.float64)
         unknown = np.isnan(cost)
         if unknown.any():
             cost = np.where(unknown, np.inf, cost)
-        near_bits = bits[near]
-        ids = snap.offer_id[near]
+        codes = code_of
+        ids = np.take(snap.offer_id, near)
 
         def view(j: int) -> _Row:
             return _Row(ctx, int(near[j]), int(nodes[j]), float(pph[j]), float(cost[j]))
 
         for j in top_k_lex([cost, ids], NEAR_MISS_LIMIT).tolist():
-            code = FILTERS[int(near_bits[j]).bit_length() - 1].code
+            code = FILTERS[int(codes[j])].code
             v = view(j)
             units = (snap.interruptible_units if spot[j] else snap.price_units)[near[j]]
             near_misses.append(
@@ -183,17 +186,13 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
                 )
             )
         for k, f in enumerate(FILTERS):
-            if not (f.relaxable and m.active >> k & 1):
+            if not (f.relaxable and m.active >> k & 1 and adds_by_code[k]):
                 continue
-            sel = np.flatnonzero(near_bits == np.uint32(1 << k))
-            if not sel.size:
-                continue
-            best = (
-                int(sel[np.lexsort((ids[sel], cost[sel]))[0]])
-                if sel.size < 64
-                else int(sel[top_k_lex([cost[sel], ids[sel]], 1)[0]])
-            )
-            adds = int(sel.size)
+            sel = np.flatnonzero(codes == k)
+            c = cost[sel]
+            tied = sel[c == c.min()]
+            best = int(tied[np.argmin(ids[tied])])
+            adds = int(adds_by_code[k])
             v = view(best)
             total = _dec(v.cost)
             effect = f"adds {adds} offer{'s' if adds != 1 else ''}"

@@ -6,29 +6,55 @@ Hot path: every step is a NumPy operation over the offer columns; work that depe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from broker.engine.estimate import Candidates, rework_factor, runtime_hours
-from broker.engine.filters import BIT, bits_where
+from broker.engine.filters import BIT, FILTER_INDEX, FILTERS, bits_where, single_failure
 from broker.engine.plan import SCALING, NodePlan
 from broker.engine.request import ALL_KINDS, MAX_NODES, Request
+from broker.engine.rowindex import price_prefix
 from broker.engine.snapshot import OfferSnapshot
 
 EPS = 1e-9
+POOL_MIN = 4096  # below this many feasible rows, expand them all
 _LIMITS = BIT["max_price_per_hour"] | BIT["max_total_usd"]
 
 
-@dataclass(frozen=True)
 class Match:
-    bits: np.ndarray  # uint32 reasons per offer row (0 = feasible)
-    active: int  # bits of filters evaluated for this request
-    feasible: np.ndarray  # row indices with bits == 0
+    """Which offers pass, which fail exactly one filter (near misses), and how many fail each filter.
+
+    Only the rows of node types that pass or fail one node-type filter are examined row by row; the counts of
+    the others come from per-node-type, per-region and per-provider totals. `bits` (reasons for every row) is
+    computed on demand, for tests and tools.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        active: int,
+        feasible: np.ndarray,
+        near: np.ndarray,
+        near_bits: np.ndarray,
+        counts: np.ndarray,
+    ):
+        self._ctx = ctx
+        self.active = active  # bits of filters evaluated for this request
+        self.feasible = feasible  # row indices (ascending) that pass every filter
+        self.near = near  # rows (ascending) failing exactly one filter
+        self.near_bits = near_bits  # that filter's bit, per near row
+        self.counts = counts  # int64 per filter: offers failing it (an offer failing two counts under both)
+        self._bits: np.ndarray | None = None
+
+    @property
+    def bits(self) -> np.ndarray:
+        """uint32 reasons per offer row (0 = feasible)."""
+        if self._bits is None:
+            self._bits = full_bits(self._ctx)
+        return self._bits
 
 
 def _take(column: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    return column if rows is None else column[rows]
+    return column if rows is None else np.take(column, rows)
 
 
 class Context:
@@ -63,11 +89,11 @@ class Context:
 
         `interruptible` None means every row on demand (the common case, without per-row selects).
         """
-        snap, nt = self.snap, self.snap.node_type[rows]
+        snap, nt = self.snap, np.take(self.snap.node_type, rows)
         if interruptible is None:
-            price = snap.price[rows]
+            price = np.take(snap.price, rows)
         else:
-            price = np.where(interruptible, snap.interruptible_price[rows], snap.price[rows])
+            price = np.where(interruptible, np.take(snap.interruptible_price, rows), np.take(snap.price, rows))
         run = runtime_hours(self.plan, self.request, nt, nodes)
         rw = rework_factor(nodes, interruptible)
         if self.request.is_job:
@@ -95,10 +121,10 @@ class Context:
         snap = self.snap
         nt = _take(snap.node_type, rows)
         price = _take(snap.price, rows)
-        n = self.n_lo_nt[nt] if self.multi else np.ones(price.shape, dtype=np.int64)
+        n = np.take(self.n_lo_nt, nt) if self.multi else np.ones(price.shape, dtype=np.int64)
         pph = price * n if self.multi else price
         if self.request.is_job:
-            hours = self.hours_lo_nt[nt]
+            hours = np.take(self.hours_lo_nt, nt)
             billed = np.maximum(hours, self.min_rental(rows)) if snap.has_min_rental else hours
             cost = pph * billed
         else:
@@ -124,14 +150,10 @@ def _popcount_limits(bits: np.ndarray) -> np.ndarray:
     return ((bits & BIT["max_price_per_hour"]) != 0).astype(np.int8) + ((bits & BIT["max_total_usd"]) != 0)
 
 
-def match(ctx: Context) -> Match:
-    snap, plan, req = ctx.snap, ctx.plan, ctx.request
-    nt = snap.node_type
-    active = int(np.bitwise_or.reduce(plan.bits)) if plan.bits.size else 0
-    bits = plan.bits[nt] if active else np.zeros(len(snap), dtype=np.uint32)
-
-    rg = snap.regions
+def _region_bits(req: Request, rg) -> np.ndarray:
     rbits = np.zeros(len(rg.keys), dtype=np.uint32)
+    if not (req.regions_allowed or req.regions_excluded or req.countries_allowed or req.countries_excluded):
+        return rbits
     keys, countries = np.array(rg.keys, dtype=object), np.array(rg.country, dtype=object)
     if req.regions_allowed:
         rbits |= bits_where(~np.isin(keys, list(req.regions_allowed)), "region")
@@ -141,20 +163,72 @@ def match(ctx: Context) -> Match:
         rbits |= bits_where(~np.isin(countries, list(req.countries_allowed)), "country")
     if req.countries_excluded:
         rbits |= bits_where(np.isin(countries, list(req.countries_excluded)), "country")
-    if rbits.any():
-        bits |= rbits[snap.region]
-        active |= int(np.bitwise_or.reduce(rbits))
+    return rbits
 
-    pv = snap.providers
+
+def _provider_bits(req: Request, pv) -> np.ndarray:
     pbits = np.zeros(len(pv.ids), dtype=np.uint32)
     if req.min_provider_reliability is not None:
         ok = pv.reliability >= req.min_provider_reliability - EPS
         pbits |= bits_where(~ok, "min_provider_reliability")
     kind_bit = 1 << ALL_KINDS.index(req.kind)
     pbits |= bits_where((pv.kinds_mask != 0) & ((pv.kinds_mask & kind_bit) == 0), "provider_workload_kind")
+    return pbits
+
+
+def _or(table: np.ndarray) -> int:
+    return int(np.bitwise_or.reduce(table)) if table.size else 0
+
+
+def _count_table(counts: np.ndarray, table_bits: np.ndarray, table_rows: np.ndarray) -> None:
+    """Add to `counts` the rows behind every table entry (node type, region, provider) failing each filter."""
+    present = _or(table_bits)
+    for i in range(len(FILTERS)):
+        if present >> i & 1:
+            counts[i] += int(table_rows[(table_bits & np.uint32(1 << i)) != 0].sum())
+
+
+def _deadline_applies(req: Request, plan: NodePlan) -> bool:
+    return bool(req.is_job and req.time_limit_hours and plan.n_deadline.size and plan.n_deadline.max() > 1)
+
+
+def match(ctx: Context) -> Match:
+    snap, plan, req, idx = ctx.snap, ctx.plan, ctx.request, ctx.snap.index
+    counts = np.zeros(len(FILTERS), dtype=np.int64)
+    nt_bits = plan.bits
+    active = _or(nt_bits)
+    _count_table(counts, nt_bits, idx.nt_rows)
+    rbits = _region_bits(req, snap.regions)
+    pbits = _provider_bits(req, snap.providers)
+    for table, rows_per in ((rbits, idx.region_rows), (pbits, idx.provider_rows)):
+        if table.any():
+            active |= _or(table)
+            _count_table(counts, table, rows_per)
+
+    # rows of node types failing two or more node-type filters can be neither feasible nor near misses
+    relevant = np.bitwise_count(nt_bits) <= 1
+    if relevant.all():
+        rows, nt = None, snap.node_type
+    elif idx.identity:  # rows grouped by node type: read only the relevant ranges
+        rows, nt = idx.rows_of(np.flatnonzero(relevant))
+    else:
+        rows = np.flatnonzero(np.take(relevant, snap.node_type))
+        nt = np.take(snap.node_type, rows)
+
+    def sub(column: np.ndarray) -> np.ndarray:
+        return column if rows is None else np.take(column, rows)
+
+    bits = np.take(nt_bits, nt)
+    if rbits.any():
+        bits |= np.take(rbits, sub(snap.region))
     if pbits.any():
-        bits |= pbits[snap.provider]
-        active |= int(np.bitwise_or.reduce(pbits))
+        bits |= np.take(pbits, sub(snap.provider))
+
+    def add(code: str, fails_all: int, fails_rows: np.ndarray) -> None:
+        nonlocal bits, active
+        counts[FILTER_INDEX[code]] += fails_all
+        bits |= bits_where(fails_rows, code)
+        active |= int(BIT[code])
 
     res = req.resources
     for code, column, wanted in (
@@ -163,26 +237,71 @@ def match(ctx: Context) -> Match:
         ("disk", snap.disk_gb, res.disk_gb),
     ):
         if wanted:
-            bits |= bits_where(column < wanted - EPS, code)
-            active |= int(BIT[code])
-    avail = snap.nodes_available
+            fails = column < wanted - EPS
+            add(code, int(np.count_nonzero(fails)), sub(fails))
     if plan.n_need.size and plan.n_need.max() > 1:
-        bits |= bits_where(plan.n_need[nt] > avail, "capacity")
-        active |= int(BIT["capacity"])
-    if req.is_job and req.time_limit_hours and plan.n_deadline.size and plan.n_deadline.max() > 1:
-        need = plan.n_deadline[nt]
-        n_max = np.where(plan.fabric[nt], avail, 1)
-        bits |= bits_where(need > n_max, "deadline")
-        active |= int(BIT["deadline"])
+        add("capacity", int(idx.below(plan.n_need).sum()), np.take(plan.n_need, nt) > sub(snap.nodes_available))
+    if _deadline_applies(req, plan):
+        per_nt = np.where(plan.fabric, idx.below(plan.n_deadline), np.where(plan.n_deadline > 1, idx.nt_rows, 0))
+        n_max = np.where(np.take(plan.fabric, nt), sub(snap.nodes_available), 1)
+        add("deadline", int(per_nt.sum()), np.take(plan.n_deadline, nt) > n_max)
     if not req.is_job and snap.has_min_rental:
-        bits |= bits_where(req.duration_hours < snap.min_rental_eff - EPS, "provider_min_rental")
+        # only rows with a minimum rental can fail: test those, and set their bits in place
+        mr_rows = idx.min_rental_rows
+        fails = mr_rows[req.duration_hours < snap.min_rental_eff[mr_rows] - EPS]
+        counts[FILTER_INDEX["provider_min_rental"]] += fails.size
         active |= int(BIT["provider_min_rental"])
+        if rows is not None:
+            fails = fails[np.take(relevant, np.take(snap.node_type, fails))]
+            fails = np.searchsorted(rows, fails)
+        bits[fails] |= BIT["provider_min_rental"]
     if ctx.max_pph is not None or ctx.max_total is not None:
         ctx.lo_all = ctx.at_lo()
         limit_bits = ctx.lo_all[-1]
-        bits |= limit_bits
-        active |= int(_LIMITS) & int(np.bitwise_or.reduce(limit_bits)) if limit_bits.size else 0
-    return Match(bits=bits, active=active, feasible=np.flatnonzero(bits == 0))
+        for code in ("max_price_per_hour", "max_total_usd"):
+            counts[FILTER_INDEX[code]] += int(np.count_nonzero(limit_bits & BIT[code]))
+        bits |= sub(limit_bits)
+        active |= int(_LIMITS) & _or(limit_bits)
+    if rows is None:
+        ok = np.flatnonzero(bits == 0)
+        one = np.flatnonzero(single_failure(bits))
+        return Match(ctx, active, ok, one, bits[one], counts)
+    ok = bits == 0
+    one = single_failure(bits)
+    return Match(ctx, active, rows[ok], rows[one], bits[one], counts)
+
+
+def full_bits(ctx: Context) -> np.ndarray:
+    """Every row's reason bits, row by row (the reference the indexed match() must agree with)."""
+    snap, plan, req = ctx.snap, ctx.plan, ctx.request
+    nt = snap.node_type
+    bits = plan.bits[nt]
+    rbits = _region_bits(req, snap.regions)
+    if rbits.any():
+        bits |= rbits[snap.region]
+    pbits = _provider_bits(req, snap.providers)
+    if pbits.any():
+        bits |= pbits[snap.provider]
+    res = req.resources
+    for code, column, wanted in (
+        ("vcpus", snap.vcpus, res.vcpus),
+        ("ram", snap.ram_gb, res.ram_gb),
+        ("disk", snap.disk_gb, res.disk_gb),
+    ):
+        if wanted:
+            bits |= bits_where(column < wanted - EPS, code)
+    avail = snap.nodes_available
+    if plan.n_need.size and plan.n_need.max() > 1:
+        bits |= bits_where(plan.n_need[nt] > avail, "capacity")
+    if _deadline_applies(req, plan):
+        n_max = np.where(plan.fabric[nt], avail, 1)
+        bits |= bits_where(plan.n_deadline[nt] > n_max, "deadline")
+    if not req.is_job and snap.has_min_rental:
+        bits |= bits_where(req.duration_hours < snap.min_rental_eff - EPS, "provider_min_rental")
+    if ctx.max_pph is not None or ctx.max_total is not None:
+        lo_all = ctx.lo_all if ctx.lo_all is not None else ctx.at_lo()
+        bits |= lo_all[-1]
+    return bits
 
 
 class _Priced:
@@ -192,17 +311,19 @@ class _Priced:
         snap, plan = ctx.snap, ctx.plan
         self.ctx, self.spot, self.mr = ctx, spot, mr
         self.price = (
-            snap.price[rows] if spot is None else np.where(spot, snap.interruptible_price[rows], snap.price[rows])
+            np.take(snap.price, rows)
+            if spot is None
+            else np.where(spot, np.take(snap.interruptible_price, rows), np.take(snap.price, rows))
         )
         self.job = ctx.request.is_job
         if self.job:
-            self.base = plan.base_hours[nt]
-            self.cls = plan.scale_class[nt]
+            self.base = np.take(plan.base_hours, nt)
+            self.cls = np.take(plan.scale_class, nt)
         self.floor = ctx.snap.has_min_rental
 
     def at(self, n: np.ndarray, idx: np.ndarray | None = None) -> tuple:
         """(hours, billed hours, cost) at n nodes, for all rows or the subset idx."""
-        pick = (lambda a: a) if idx is None else (lambda a: a[idx])
+        pick = (lambda a: a) if idx is None else (lambda a: np.take(a, idx))
         spot = None if self.spot is None else pick(self.spot)
         rw = rework_factor(n, spot)
         price = pick(self.price)
@@ -221,9 +342,9 @@ def _n_hi(
     ctx: Context, priced: _Priced, idx: np.ndarray, rows: np.ndarray, nt: np.ndarray, lo: np.ndarray
 ) -> np.ndarray:
     """Most nodes within capacity, max price per hour and budget (binary search; each is monotone in n)."""
-    hi = np.maximum(np.minimum(ctx.snap.nodes_available[rows], MAX_NODES), lo)
+    hi = np.maximum(np.minimum(np.take(ctx.snap.nodes_available, rows), MAX_NODES), lo)
     lo = lo.copy()
-    price = priced.price[idx]
+    price = np.take(priced.price, idx)
     while True:
         open_ = lo < hi
         if not open_.any():
@@ -236,6 +357,33 @@ def _n_hi(
             ok &= priced.at(mid, idx)[2] <= ctx.max_total * (1 + EPS)
         lo = np.where(open_ & ok, mid, lo)
         hi = np.where(open_ & ~ok, mid - 1, hi)
+
+
+def cost_pool(ctx: Context, feasible: np.ndarray, k: int) -> np.ndarray:
+    """The feasible rows that can matter when only the total cost counts: a superset of the top k and of every
+    configuration at least as cheap as the k-th (so the Pareto flags and the best cost are unchanged).
+
+    On demand at the fewest nodes, a row's total is non-decreasing in its price within its node type, so only
+    each node type's k cheapest rows (and rows tied with the k-th on price) can rank; rows with an
+    interruptible variant, and jobs whose minimum rental exceeds their runtime, are kept as they are. (Distinct
+    prices give distinct totals while the runtime is an ordinary positive number; otherwise every row is kept.)
+    """
+    if feasible.size <= POOL_MIN:
+        return feasible
+    snap = ctx.snap
+    hours = ctx.hours_lo_nt if ctx.request.is_job else np.array([ctx.request.duration_hours])
+    if not ((hours > 1e-100) & (hours < 1e100)).all():  # not strictly rising with the price: keep every row
+        return feasible
+    # an ordered snapshot's feasible rows are already in (node type, price, offer id) order
+    ordered = feasible if snap.index.identity else snap.index.in_price_order(feasible, snap.node_type)
+    nt = np.take(snap.node_type, ordered)
+    keep = [ordered[price_prefix(nt, np.take(snap.price_units, ordered), k)]]
+    if ctx.interruptible:
+        keep.append(feasible[ctx.interruptible_eligible(feasible)])
+    if ctx.request.is_job and snap.has_min_rental:
+        nt = np.take(snap.node_type, feasible)
+        keep.append(feasible[np.take(snap.min_rental_eff, feasible) > np.take(ctx.hours_lo_nt, nt)])
+    return np.unique(np.concatenate(keep)) if len(keep) > 1 else np.sort(keep[0])
 
 
 def expand(ctx: Context, feasible: np.ndarray) -> Candidates:
@@ -252,13 +400,13 @@ def expand(ctx: Context, feasible: np.ndarray) -> Candidates:
         r = np.concatenate([feasible, feasible[elig]])
         i = np.concatenate([np.zeros(feasible.shape, dtype=bool), np.ones(int(elig.sum()), dtype=bool)])
         one_per_offer = False
-    nt = snap.node_type[r]
-    lo = ctx.n_lo_nt[nt] if ctx.multi else np.ones(r.shape, dtype=np.int64)
+    nt = np.take(snap.node_type, r)
+    lo = np.take(ctx.n_lo_nt, nt) if ctx.multi else np.ones(r.shape, dtype=np.int64)
     priced = _Priced(ctx, r, nt, i, ctx.min_rental(r))
     w = dict(req.objective.weights)
     n = lo
     if req.is_job and w.get("time", 0) > 0:
-        can_grow = np.flatnonzero(plan.fabric[nt] & (snap.nodes_available[r] > lo))
+        can_grow = np.flatnonzero(np.take(plan.fabric, nt) & (np.take(snap.nodes_available, r) > lo))
         if can_grow.size:
             hi = _n_hi(ctx, priced, can_grow, r[can_grow], nt[can_grow], lo[can_grow])
             if w.get("cost", 0) == 0 and w.get("carbon", 0) == 0:

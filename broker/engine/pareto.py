@@ -31,7 +31,7 @@ def pareto_flags(c: Candidates, picked: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     near = np.flatnonzero((c.cost <= c.cost[picked].max()) & (c.hours <= c.hours[picked].max()))
     _, carbon = c.energy_and_carbon(near)
-    pts = _points(c.cost[near], c.hours[near], carbon)
+    pts = _points(np.take(c.cost, near), np.take(c.hours, near), carbon)
     where = np.searchsorted(near, picked)  # picked ⊆ near, both sorted by index
     return ~dominated(pts[where], pts)
 

@@ -7,6 +7,7 @@ workload model. Everything here is vectorised over node types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,22 @@ def _scaling_tables() -> np.ndarray:
 SCALING = _scaling_tables()
 
 
+class _BasisView(Sequence[str]):
+    """Per node type, the accelerator's basis sentence (looked up when read: only the top-k are)."""
+
+    def __init__(self, per_accelerator: tuple[str, ...], spec_idx: np.ndarray):
+        self._basis, self._idx = per_accelerator, spec_idx
+
+    def __len__(self) -> int:
+        return int(self._idx.shape[0])
+
+    def __getitem__(self, nt):  # type: ignore[override]
+        if isinstance(nt, slice):
+            return tuple(self[i] for i in range(*nt.indices(len(self))))
+        i = int(self._idx[nt])
+        return self._basis[i] if i >= 0 else "accelerator not in the spec table"
+
+
 @dataclass(frozen=True)
 class NodePlan:
     spec_idx: np.ndarray  # accelerator index in the specs table (-1 unknown)
@@ -73,7 +90,7 @@ class NodePlan:
     base_hours: np.ndarray  # job kinds: hours on one node; duration kinds: the duration
     node_kw: np.ndarray  # kW per node at the expected utilisation (NaN unknown)
     confidence: np.ndarray  # int8 perf confidence (0 high .. 2 low)
-    basis: tuple[str, ...]  # how the runtime/throughput was estimated, per node type
+    basis: Sequence[str]  # how the runtime/throughput was estimated, per node type
     per_replica: np.ndarray  # accelerators per replica (inference) or in total for memory (training)
     node_rate: np.ndarray  # tokens/s (inference) or FLOP/s (jobs) per node; NaN otherwise
     need_gb: float  # memory the workload needs (per replica for inference, in total for training)
@@ -139,14 +156,14 @@ def plan_node_types(specs: EngineSpecs, request: Request, nodes: NodeTypes) -> N
     per_replica = np.ones(m, dtype=np.int64)
     node_rate = np.full(m, np.nan)
     confidence = np.zeros(m, dtype=np.int8)
-    basis: tuple[str, ...] = tuple("duration given by the request" for _ in range(m))
+    basis: Sequence[str] = ("duration given by the request",) * m
     base_hours = np.full(m, request.duration_hours or 0.0)
     w = request.workload
     need_gb = 0.0
     if perf is not None:
         rate = np.where(known, perf.value[safe_idx], np.nan)
         confidence = np.where(known, perf.confidence[safe_idx], LOW).astype(np.int8)
-        basis = tuple(perf.basis[i] if i >= 0 else "accelerator not in the spec table" for i in spec_idx)
+        basis = _BasisView(perf.basis, spec_idx)
         bits |= bits_where(~(rate > 0), "unsupported_workload")
         rate = np.where(rate > 0, rate, np.nan)
         if isinstance(w, LlmWorkload):

@@ -10,7 +10,7 @@ import numpy as np
 
 from broker.engine.estimate import DEFAULT_PUE, INTERRUPTION_RATE, Candidates, ranges, runtime_hours
 from broker.engine.explain import explain
-from broker.engine.matching import Context, expand, match
+from broker.engine.matching import Context, cost_pool, expand, match
 from broker.engine.pareto import pareto_flags
 from broker.engine.perf import CONFIDENCE_NAMES, MFU_TRAINING
 from broker.engine.plan import NodePlan, plan_node_types
@@ -93,10 +93,14 @@ def recommend(
     snapshot: OfferSnapshot, request: Request, specs: EngineSpecs | None = None, now: datetime | None = None
 ) -> Recommendation:
     specs = specs or default_specs()
+    snapshot = snapshot.in_node_type_order  # same offers, rows grouped by node type (answers do not change)
     plan = plan_node_types(specs, request, snapshot.node_types)
     ctx = Context(snapshot, plan, request)
     m = match(ctx)
-    cands = expand(ctx, m.feasible)
+    rows = m.feasible
+    if request.objective.weights == (("cost", 1.0),):
+        rows = cost_pool(ctx, rows, request.top_k)
+    cands = expand(ctx, rows)
     keys, scores = rank_keys(cands, request.objective, snapshot.offer_id)
     top = rank(cands, keys, snapshot.offer_id, request.top_k)
     flags = pareto_flags(cands, top)

@@ -63,7 +63,7 @@ def score(c: Candidates, objective: Objective) -> np.ndarray:
 
 
 def _values(key: Key, idx: np.ndarray) -> np.ndarray:
-    return key(idx) if callable(key) else key[idx]
+    return key(idx) if callable(key) else np.take(key, idx)
 
 
 def top_k_lex(keys: list[Key], k: int) -> np.ndarray:
@@ -93,9 +93,9 @@ def top_k_lex(keys: list[Key], k: int) -> np.ndarray:
 
 def rank_keys(c: Candidates, objective: Objective, offer_id: np.ndarray) -> tuple[list[Key], np.ndarray | None]:
     """Sort keys for the objective, and the full score array when the profile mixes scorers."""
-    ids: Key = lambda idx: offer_id[c.row[idx]]  # noqa: E731
-    nodes: Key = lambda idx: c.nodes[idx]  # noqa: E731
-    cost: Key = lambda idx: c.cost[idx]  # noqa: E731
+    ids: Key = lambda idx: np.take(offer_id, np.take(c.row, idx))  # noqa: E731
+    nodes: Key = lambda idx: np.take(c.nodes, idx)  # noqa: E731
+    cost: Key = lambda idx: np.take(c.cost, idx)  # noqa: E731
     if len(objective.weights) == 1:
         name = objective.weights[0][0]
         if name == "cost":

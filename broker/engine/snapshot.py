@@ -9,12 +9,13 @@ Prices are kept exactly as integers of 1e-6 USD so the top-k can be re-priced in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import numpy as np
 
 from broker.engine.request import ALL_KINDS, INTER_NODE, INTERCONNECTS
+from broker.engine.rowindex import RowIndex, build_index
 
 PRICE_SCALE = 1_000_000  # prices are stored as integer micro-dollars
 NO_PRICE = -1
@@ -123,9 +124,18 @@ class OfferSnapshot:
     min_rental_eff: np.ndarray  # float64: max(offer minimum, provider minimum)
     interruptible_ok: np.ndarray  # bool: an interruptible price exists and the provider allows it
     has_min_rental: bool
+    index: RowIndex  # rows grouped by node type, cheapest first (see rowindex.py)
+    # the same offers with the rows in (node type, price, offer id) order; None when these rows already are
+    ordered: OfferSnapshot | None = None
 
     def __len__(self) -> int:
         return int(self.offer_id.shape[0])
+
+    @property
+    def in_node_type_order(self) -> OfferSnapshot:
+        """This snapshot with its rows grouped by node type, cheapest first: what recommend() runs on (a node
+        type's rows are one contiguous range, so a request reads only the ranges of node types that can qualify)."""
+        return self if self.ordered is None else self.ordered
 
     @classmethod
     def empty(cls) -> OfferSnapshot:
@@ -328,16 +338,31 @@ def make_snapshot(
         if provider.size
         else np.zeros(0, dtype=bool)
     )
-    return OfferSnapshot(
+    node_type = np.ascontiguousarray(node_type, dtype=np.int32)
+    region = np.ascontiguousarray(region, dtype=np.int32)
+    nodes_available = np.ascontiguousarray(nodes_available, dtype=np.int64)
+    index = build_index(
+        node_type,
+        price_units,
+        offer_id,
+        nodes_available,
+        region,
+        provider,
+        min_rental_eff,
+        len(node_types.keys),
+        len(regions.keys),
+        len(providers.ids),
+    )
+    snap = OfferSnapshot(
         offer_id=offer_id,
-        node_type=np.ascontiguousarray(node_type, dtype=np.int32),
-        region=np.ascontiguousarray(region, dtype=np.int32),
+        node_type=node_type,
+        region=region,
         provider=provider,
         price_units=price_units,
         interruptible_units=interruptible_units,
         price=price_units / PRICE_SCALE,
         interruptible_price=np.where(interruptible_units >= 0, interruptible_units / PRICE_SCALE, np.nan),
-        nodes_available=np.ascontiguousarray(nodes_available, dtype=np.int64),
+        nodes_available=nodes_available,
         min_rental_hours=min_rental_hours,
         vcpus=np.ascontiguousarray(vcpus, dtype=np.float32),
         ram_gb=np.ascontiguousarray(ram_gb, dtype=np.float32),
@@ -348,4 +373,35 @@ def make_snapshot(
         min_rental_eff=min_rental_eff,
         interruptible_ok=interruptible_ok,
         has_min_rental=bool(min_rental_eff.any()),
+        index=index,
     )
+    if index.identity:
+        return snap
+    order = index.by_nt
+    columns = {name: np.take(getattr(snap, name), order) for name in _ROW_FIELDS}
+    ordered_index = replace(
+        index,
+        by_nt=np.arange(order.size, dtype=np.int64),
+        min_rental_rows=np.flatnonzero(columns["min_rental_eff"] > 0),
+        identity=True,
+    )
+    return replace(snap, ordered=replace(snap, **columns, index=ordered_index))
+
+
+_ROW_FIELDS = (
+    "offer_id",
+    "node_type",
+    "region",
+    "provider",
+    "price_units",
+    "interruptible_units",
+    "price",
+    "interruptible_price",
+    "nodes_available",
+    "min_rental_hours",
+    "vcpus",
+    "ram_gb",
+    "disk_gb",
+    "min_rental_eff",
+    "interruptible_ok",
+)

@@ -44,14 +44,22 @@ class EngineSpecs:
     models: ModelTable
     vocabulary: Vocabulary
     _name_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _lookup_cache: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
         return len(self.names)
 
     def lookup(self, names: tuple[str, ...]) -> np.ndarray:
-        """Spec index for each name (-1 when the accelerator is not in the table)."""
-        return np.array([self.index.get(n, -1) for n in names], dtype=np.int64)
+        """Spec index for each name (-1 when the accelerator is not in the table); the last answer is kept, since
+        every request asks about the same snapshot's node types."""
+        cached = self._lookup_cache.get("last")
+        if cached is not None and (cached[0] is names or cached[0] == names):
+            return cached[1]
+        out = np.array([self.index.get(n, -1) for n in names], dtype=np.int64)
+        out.flags.writeable = False
+        self._lookup_cache["last"] = (names, out)
+        return out
 
     def spec(self, name: str) -> AcceleratorSpec | None:
         return self.vocabulary.by_name.get(name)
