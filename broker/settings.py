@@ -101,6 +101,10 @@ MIDDLEWARE = [
 ROOT_URLCONF = "broker.urls"
 WSGI_APPLICATION = "broker.wsgi.application"
 AUTH_USER_MODEL = "marketplace.User"
+AUTHENTICATION_BACKENDS = [
+    "marketplace.throttling.SignInLimitBackend",  # ModelBackend that first refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",  # sessions made with it stay valid
+]
 
 TEMPLATES = [
     {
@@ -188,6 +192,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PrecisionEnum": "marketplace.api.recommendation_serializers.PRECISIONS",
     },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "marketplace.api.limits.document_body_limit"],  # 413 on every write
 }
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))

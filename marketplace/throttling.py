@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import caches
+from django.core.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -95,16 +98,17 @@ def page_rate_check(request, scope: str) -> Refusal | None:
     return Refusal(max(1, math.ceil(throttle.wait() or 1)), "Too many requests; wait a moment and try again.")
 
 
-def signin_check(request, username: str) -> Refusal | None:
-    """Before a password is checked: refuse when the address made too many attempts in the rate's window, or
-    when this username failed SIGNIN_FAILURES_MAX times from this address within SIGNIN_LOCKOUT_SECONDS."""
+def signin_check(request, username: str, *, count_attempt: bool = True) -> Refusal | None:
+    """Before a password is checked: refuse when the address made too many attempts in the rate's window (only
+    when `count_attempt`: the portal's sign-in view counts them), or when this username failed
+    SIGNIN_FAILURES_MAX times from this address within SIGNIN_LOCKOUT_SECONDS."""
     if not _cache_usable():
         return None
     now = time.time()
     try:
         cache = caches[CACHE_ALIAS]
         rate = settings.THROTTLE_RATES.get("signin")
-        if rate:
+        if rate and count_attempt:
             count, period = SimpleRateThrottle.parse_rate(None, rate)
             key = f"signin:addr:{client_address(request)}"
             history = [t for t in cache.get(key, []) if t > now - period]
@@ -146,3 +150,35 @@ def signin_succeeded(request, username: str) -> None:
 
 def _failure_key(request, username: str) -> str:
     return f"signin:fail:{username.strip().lower()[:150]}:{client_address(request)}"
+
+
+class SignInLimitBackend(ModelBackend):
+    """First in AUTHENTICATION_BACKENDS: every password sign-in (portal, admin) is refused while its username is
+    locked out from that address, before the password is checked. A wrong password ends the chain here too (the
+    plain ModelBackend listed after it only serves sessions made with it, and must not hash the password again)."""
+
+    def authenticate(self, request, username: str | None = None, password: str | None = None, **kwargs):
+        if username is None or password is None:
+            return None
+        if request is not None and signin_check(request, username, count_attempt=False):
+            raise PermissionDenied("too many failed sign-ins")  # stops authenticate(); the failure is recorded
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            raise PermissionDenied("wrong username or password")
+        return user
+
+
+def _on_login_failed(sender, credentials: dict, request=None, **kwargs) -> None:
+    if request is not None and credentials.get("username"):
+        signin_failed(request, str(credentials["username"]))
+
+
+def _on_logged_in(sender, request, user, **kwargs) -> None:
+    if request is not None and request.method == "POST" and request.POST.get("username"):
+        signin_succeeded(request, str(request.POST["username"]))
+
+
+def connect_signals() -> None:
+    """Failed and successful password sign-ins, whichever view they come through (MarketplaceConfig.ready)."""
+    user_login_failed.connect(_on_login_failed, dispatch_uid="throttling.login_failed")
+    user_logged_in.connect(_on_logged_in, dispatch_uid="throttling.logged_in")

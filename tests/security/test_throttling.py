@@ -155,3 +155,15 @@ def test_the_portal_token_form_shares_the_api_limit(limits, client_for, customer
     assert 0 < int(refused["Retry-After"]) <= 60
     assert b"Too many requests" in refused.content
     assert ApiToken.objects.filter(user=customer).count() == before
+
+
+def test_the_admin_sign_in_is_locked_out_too(limits, make_user) -> None:
+    make_user("ops", role="operator", is_staff=True, is_superuser=True)
+    admin = Client(REMOTE_ADDR="10.0.0.20")
+    for _ in range(3):
+        admin.post("/admin/login/", {"username": "ops", "password": "wrong"})
+    refused = admin.post("/admin/login/?next=/admin/", {"username": "ops", "password": "pw-ops-123"})
+    assert refused.status_code == 200  # the admin's form again: the right password is not even checked
+    assert "_auth_user_id" not in admin.session
+    other = Client(REMOTE_ADDR="10.0.0.21")
+    assert other.post("/admin/login/?next=/admin/", {"username": "ops", "password": "pw-ops-123"}).status_code == 302

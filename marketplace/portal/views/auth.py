@@ -17,7 +17,7 @@ from marketplace.portal.selectors import tokens_of
 from marketplace.portal.services import account_signup
 from marketplace.portal.views.access import signed_in
 from marketplace.services.tokens import token_create, token_revoke
-from marketplace.throttling import page_rate_check, signin_check, signin_failed, signin_succeeded
+from marketplace.throttling import page_rate_check, signin_check
 
 
 def _landing(user) -> str:
@@ -56,7 +56,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 class SignInView(LoginView):
     """Sign-in with rate limits (marketplace/throttling.py): too many attempts from an address, or too many failures
-    for a username from an address, answer 429 with Retry-After before the password is even checked."""
+    for a username from an address, answer 429 with Retry-After before the password is even checked. Failures are
+    recorded by the auth signals (throttling.connect_signals), for the admin's sign-in too."""
 
     template_name = "portal/auth/signin.html"
     authentication_form = SignInForm
@@ -76,14 +77,6 @@ class SignInView(LoginView):
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(refusal.retry_after_s)
         return response
-
-    def form_valid(self, form) -> HttpResponse:
-        signin_succeeded(self.request, self._username())
-        return super().form_valid(form)
-
-    def form_invalid(self, form) -> HttpResponse:
-        signin_failed(self.request, self._username())
-        return super().form_invalid(form)
 
     def _username(self) -> str:
         return str(self.request.POST.get("username", ""))
