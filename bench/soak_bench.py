@@ -223,7 +223,9 @@ def drain(seconds: float) -> float:
     return time.monotonic() - started
 
 
-def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
+def order_checks(ids: list[int], namespace: str, redis_address: str, run: tuple[float, float]) -> dict:
+    """The orders after the drain; `run` = (epoch seconds when the measured run started, its length) for the create
+    -> final time of the orders placed in each third of it (does the pipeline fall behind?)."""
     from django.db.models import Count, Q
 
     from marketplace.billing.models import OrderCharge
@@ -238,6 +240,7 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
     states: dict[str, int] = {}
     failures: dict[str, int] = {}
     twice, created_to_running, created_to_final = 0, [], []
+    final_by_third: list[list[float]] = [[], [], []]
     for order in orders:
         states[order.state] = states.get(order.state, 0) + 1
         if order.state == "failed":
@@ -248,6 +251,9 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
             created_to_running.append((order.running_at - order.created_at).total_seconds() * 1000)
         if order.finished_at:
             created_to_final.append((order.finished_at - order.created_at).total_seconds() * 1000)
+            offset = order.created_at.timestamp() - run[0]
+            if 0 <= offset < run[1]:
+                final_by_third[int(offset / (run[1] / 3))].append(created_to_final[-1])
     finals = {s.value for s in FINAL}
     charges: dict[str, int] = {}
     charged = set()
@@ -266,6 +272,7 @@ def order_checks(ids: list[int], namespace: str, redis_address: str) -> dict:
         "driver_jobs": sim.jobs_created(), "driver_create_calls": sim.create_calls(),
         "create_to_running_ms": {"p50": percentile(created_to_running, 50), "p99": percentile(created_to_running, 99)},
         "create_to_final_ms": {"p50": percentile(created_to_final, 50), "p99": percentile(created_to_final, 99)},
+        "create_to_final_p99_ms_by_third": [percentile(part, 99) for part in final_by_third],
     }
 
 
@@ -348,14 +355,14 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_streams("127.0.0.1", web_port, [s for s in streams if s.connections], seconds))
 
         warm = load(args.warmup, f"warm-{queue}")
-        started, load_start = time.monotonic(), os.getloadavg()[0]
+        started, started_epoch, load_start = time.monotonic(), time.time(), os.getloadavg()[0]
         samples = load(args.seconds, f"run-{queue}")
         sampler.halt.set()
         sampler.join()
         ids = accepted_orders(warm) + accepted_orders(samples)
         print(f"soak_bench: load done; draining {len(ids)} accepted orders (up to {args.drain:g} s)", flush=True)
         drained_s = drain(args.drain)
-        checks = order_checks(ids, namespace, redis_address)
+        checks = order_checks(ids, namespace, redis_address, (started_epoch, args.seconds))
         failed_requests = [s for s in warm + samples if not s.ok]
         figures = {
             "seconds": args.seconds, "warmup": args.warmup, "order_rate": args.order_rate,

@@ -103,6 +103,8 @@ def report(args: argparse.Namespace, figures: dict) -> bool:
     print(f"  create -> running p50/p99: {checks['create_to_running_ms']['p50']:.0f} / "
           f"{checks['create_to_running_ms']['p99']:.0f} ms; create -> final p50/p99: "
           f"{checks['create_to_final_ms']['p50']:.0f} / {checks['create_to_final_ms']['p99']:.0f} ms")
+    print("  create -> final p99 of the orders placed in each third: "
+          + " / ".join(f"{v:.0f}" for v in checks["create_to_final_p99_ms_by_third"]) + " ms")
     print(f"  driver: {checks['driver_jobs']} jobs from {checks['driver_create_calls']} create calls")
     if checks["failed"]:
         print(f"  failed orders by code: {checks['failure_codes']}")
