@@ -160,6 +160,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Reverse proxies in front of gunicorn that append to X-Forwarded-For: the client address (rate limits) is the
+    # entry that many hops from the right; 0 = REMOTE_ADDR (a forged X-Forwarded-For is never trusted).
+    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0, minimum=0),
 }
 
 # Rate limits (marketplace/throttling.py): per user (per client address for sign-in), shared by every web worker

@@ -21,7 +21,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 log = logging.getLogger("broker.throttling")
@@ -46,8 +46,9 @@ def _cache_usable() -> bool:
 
 
 def client_address(request) -> str:
-    """REMOTE_ADDR; behind the reverse proxy the deployment guide describes, gunicorn sets it from the proxy."""
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    """REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=n (REST_FRAMEWORK NUM_PROXIES) the X-Forwarded-For entry n hops
+    from the right, as DRF's throttles identify clients."""
+    return BaseThrottle().get_ident(request) or "unknown"
 
 
 class FailOpenRateThrottle(SimpleRateThrottle):

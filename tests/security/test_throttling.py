@@ -167,3 +167,13 @@ def test_the_admin_sign_in_is_locked_out_too(limits, make_user) -> None:
     assert "_auth_user_id" not in admin.session
     other = Client(REMOTE_ADDR="10.0.0.21")
     assert other.post("/admin/login/?next=/admin/", {"username": "ops", "password": "pw-ops-123"}).status_code == 302
+
+
+def test_the_client_address_behind_trusted_proxies(limits, make_user) -> None:
+    from rest_framework.test import APIRequestFactory
+
+    forged = APIRequestFactory().get("/", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR="6.6.6.6")
+    assert throttling.client_address(forged) == "10.1.1.1"  # no proxy trusted: a client's header is ignored
+    limits.REST_FRAMEWORK = {**limits.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    proxied = APIRequestFactory().get("/", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
+    assert throttling.client_address(proxied) == "203.0.113.7"  # what our proxy appended, not what came before
