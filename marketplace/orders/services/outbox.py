@@ -76,6 +76,13 @@ def _forget(message_id: int) -> None:
         rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)
 
 
+def pending_order_ids(now: datetime | None = None, limit: int = 500) -> set[int]:
+    """Orders (every message's first argument) with a row the next relay_pending() would publish."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=config.outbox_relay_after_s())
+    rows = OutboxMessage.objects.filter(created_at__lte=cutoff).order_by("id").values_list("args", flat=True)[:limit]
+    return {args[0] for args in rows if args}
+
+
 def relay_pending(now: datetime | None = None, limit: int = 500) -> tuple[int, int]:
     """Publish outbox rows older than the relay delay (the reconciler). Returns (sent, failed)."""
     now = now or timezone.now()

@@ -3,7 +3,9 @@
 1. Expires reservations of orders that never left `reserved` (-> expired, capacity freed).
 2. Re-drives in-flight orders (queued, provisioning, running, stopping) that no step touched for
    ORDERS_STUCK_AFTER_S: it enqueues the state's step again (tasks are idempotent); after ORDERS_MAX_REDRIVES
-   re-drives in the same state it fails the order with code `stuck` (a job that exists is terminated).
+   re-drives in the same state it fails the order with code `stuck` (a job that exists is terminated). An order
+   with an outbox row waiting to be relayed is left to step 4 (after a Redis outage, re-driving those too would
+   send the step of every order placed during the outage twice).
 3. Releases any active reservation whose order is finished (a safety net; transitions release in-transaction).
 4. Relays outbox rows that were not published after commit (Redis was down).
 
@@ -71,7 +73,7 @@ def reconcile(now: datetime | None = None) -> ReconcileReport | None:
     report = ReconcileReport()
     try:
         report.expired = _expire_reservations(now)
-        report.redriven, report.failed_stuck = _redrive_stuck(now)
+        report.redriven, report.failed_stuck = _redrive_stuck(now, skip=outbox.pending_order_ids(now))
         report.orphan_reservations = _release_orphans(now)
         report.outbox_sent, report.outbox_failed = outbox.relay_pending(now)
     finally:
@@ -87,9 +89,10 @@ def _expire_reservations(now: datetime) -> int:
     return sum(1 for order_id in list(stale) if order_expire(order_id, task=TASK, now=now))
 
 
-def _redrive_stuck(now: datetime) -> tuple[int, int]:
+def _redrive_stuck(now: datetime, skip: set[int]) -> tuple[int, int]:
     cutoff = now - timedelta(seconds=config.stuck_after_s())
     stuck = (Order.objects.filter(state__in=[s.value for s in IN_FLIGHT], checked_at__lt=cutoff)
+             .exclude(pk__in=skip)
              .order_by("checked_at").values_list("pk", flat=True)[:BATCH])
     redriven = failed = 0
     for order_id in list(stuck):
