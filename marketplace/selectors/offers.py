@@ -14,13 +14,15 @@ from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
 
-from django.db.models import DecimalField, F, FloatField, Q, QuerySet
-from django.db.models.expressions import Combinable, ExpressionWrapper
+from django.db import connection
+from django.db.models import F, FloatField, Q, QuerySet
+from django.db.models.expressions import ExpressionWrapper
 from django.utils import timezone
 
 from broker.hardware.vocabulary import default_vocabulary
 from broker.query.language import FIELDS, INTEGER, SORTABLE_FIELDS, Clause, vendor_key
 from marketplace.models import Accelerator, Offer, User
+from marketplace.selectors import offer_page_sql as sql
 
 DEFAULT_ORDERING = "price_per_hour"
 
@@ -76,17 +78,18 @@ def offer_queryset() -> QuerySet[Offer]:
 
 
 # ---------------------------------------------------------------------------------------- clauses -> Q
-def _numeric_q(column: NumericColumn, op: str, value: Decimal | tuple) -> Q:
-    def prep(v: Decimal) -> Decimal | float | int:
-        if column.float_column:
-            return float(v)
-        return int(v) if v == v.to_integral_value() and column.path in _INTEGER_PATHS else v
+def _prep(column: NumericColumn, v: Decimal) -> Decimal | float | int:
+    if column.float_column:
+        return float(v)
+    return int(v) if v == v.to_integral_value() and column.path in _INTEGER_PATHS else v
 
+
+def _numeric_q(column: NumericColumn, op: str, value: Decimal | tuple) -> Q:
     if op in ("in", "notin"):
-        q = Q(**{f"{column.path}__in": [prep(v) for v in value]})
+        q = Q(**{f"{column.path}__in": [_prep(column, v) for v in value]})
     else:
         lookup = {"=": "exact", "!=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
-        q = Q(**{f"{column.path}__{lookup}": prep(value)})
+        q = Q(**{f"{column.path}__{lookup}": _prep(column, value)})
     return ~q if op in ("!=", "notin") else q
 
 
@@ -150,6 +153,34 @@ def clause_q(clause: Clause) -> Q:
     return ~q if clause.op == "notin" else q
 
 
+def clause_sql(q: sql.PageQuery, clause: Clause) -> str:
+    """`clause_q` as SQL text for the search's page query (marketplace/selectors/offer_page_sql.py)."""
+    if clause.field in NUMERIC:
+        column = NUMERIC[clause.field]
+        value = ([_prep(column, v) for v in clause.value] if clause.op in ("in", "notin")
+                 else _prep(column, clause.value))
+        return sql.numeric_sql(q, column.path, clause.op, value)
+    field, values = clause.field, clause.value
+    if field == "accelerator":
+        text = sql.in_sql(q, "accelerator_id", accelerator_ids(values))
+    elif field == "vendor":
+        text = sql.in_sql(q, "accelerator__vendor", _vendor_names(values))
+    elif field == "stack":
+        text = sql.in_sql(q, "accelerator__stack_family", values)
+    elif field in ("interconnect", "inter_node"):
+        text = sql.in_sql(q, field, values)
+    elif field == "country":
+        text = sql.in_sql(q, "region__country", values)
+    elif field == "region":
+        text = (f"({sql.name_match_sql(q, 'region__key', values)} "
+                f"OR {sql.name_match_sql(q, 'region__energy_zone', values)})")
+    elif field == "provider":
+        text = sql.name_match_sql(q, "provider__slug", values)
+    else:
+        raise ValueError(f"no column for query field {field!r}")
+    return sql.negated(text) if clause.op == "notin" else text
+
+
 def filter_clauses(qs: QuerySet[Offer], clauses: Iterable[Clause]) -> QuerySet[Offer]:
     parts = [clause_q(c) for c in clauses]
     return qs.filter(reduce(and_, parts)) if parts else qs
@@ -176,61 +207,8 @@ def parse_ordering(ordering: str | None) -> tuple[str, bool]:
     return name, descending
 
 
-def _order_by(column: NumericColumn, descending: bool, expr: Combinable | None = None) -> list:
-    expr = expr if expr is not None else F(column.path)
-    tie = F("id").desc() if descending else F("id").asc()
-    if column.nullable:
-        primary = expr.desc(nulls_last=True) if descending else expr.asc(nulls_last=True)
-    else:
-        primary = expr.desc() if descending else expr.asc()
-    return [primary, tie]
-
-
-def _reversed_order_by(column: NumericColumn, descending: bool, expr: Combinable | None = None) -> list:
-    expr = expr if expr is not None else F(column.path)
-    tie = F("id").asc() if descending else F("id").desc()
-    if column.nullable:
-        primary = expr.asc(nulls_first=True) if descending else expr.desc(nulls_first=True)
-    else:
-        primary = expr.asc() if descending else expr.desc()
-    return [primary, tie]
-
-
-def _page_ids(where: Q, column: NumericColumn, order_fn, descending: bool, n: int) -> QuerySet:
-    """The page's ids, as a subquery PostgreSQL answers from the (status, accelerator, count, price) index:
-    prices correlate with the filters (8x H100 nodes are the dear ones), so walking the price index and
-    filtering, which the planner prefers for ORDER BY ... LIMIT, can skip most of the table. Ordering on
-    `price + 0` takes that plan away; the top-n sort then runs over the matching index entries only."""
-    output = FloatField() if column.float_column else DecimalField()
-    unindexed = ExpressionWrapper(F(column.path) + 0, output_field=output)
-    return Offer.objects.filter(where).order_by(*order_fn(column, descending, unindexed)).values("pk")[:n]
-
-
 def _prep_position(column: NumericColumn, value: str) -> Decimal | float:
     return float(value) if column.float_column else Decimal(value)
-
-
-def _after(column: NumericColumn, descending: bool, value: str | None, last_id: int) -> Q:
-    """Rows strictly after (value, id) in the order `descending` gives, NULLs last."""
-    f = column.path
-    gt, id_gt = ("lt", "lt") if descending else ("gt", "gt")
-    if value is None:
-        return Q(**{f"{f}__isnull": True, f"id__{id_gt}": last_id})
-    v = _prep_position(column, value)
-    ge = "lte" if descending else "gte"
-    q = Q(**{f"{f}__{ge}": v}) & (Q(**{f"{f}__{gt}": v}) | Q(**{f"id__{id_gt}": last_id}))
-    return q | Q(**{f"{f}__isnull": True}) if column.nullable else q
-
-
-def _before(column: NumericColumn, descending: bool, value: str | None, last_id: int) -> Q:
-    """Rows strictly before (value, id) in the order `descending` gives, NULLs last."""
-    f = column.path
-    lt, id_lt = ("gt", "gt") if descending else ("lt", "lt")
-    if value is None:
-        return Q(**{f"{f}__isnull": False}) | Q(**{f"{f}__isnull": True, f"id__{id_lt}": last_id})
-    v = _prep_position(column, value)
-    le = "gte" if descending else "lte"
-    return Q(**{f"{f}__{le}": v}) & (Q(**{f"{f}__{lt}": v}) | Q(**{f"id__{id_lt}": last_id}))
 
 
 def sort_value(row: Row, field: str) -> str | None:
@@ -253,25 +231,76 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
                  limit: int = 50) -> tuple[list[Row], bool]:
     """One page of listed offers matching every clause, in order. Returns (rows, more_in_that_direction).
 
-    With a backwards position the rows are the page *before* it, still returned in display order.
+    With a backwards position the rows are the page *before* it, still returned in display order. One query,
+    written as SQL (marketplace/selectors/offer_page_sql.py, `clause_sql` for the clauses) rather than compiled
+    by the ORM on every request.
     """
     name, descending = parse_ordering(ordering)
     column = NUMERIC[name]
     backwards = bool(position and position.backwards)
-    conditions = [_listed(), *(clause_q(c) for c in clauses)]
-    if position is not None:
-        seek = _before if backwards else _after
-        conditions.append(seek(column, descending, position.value, position.id))
-    order_fn = _reversed_order_by if backwards else _order_by
-    where = reduce(and_, conditions)
+    now = timezone.now()
+
+    def where(q: sql.PageQuery) -> str:
+        conditions = [sql.listed_sql(q, now), *(clause_sql(q, c) for c in clauses)]
+        if position is not None:
+            value = None if position.value is None else _prep_position(column, position.value)
+            conditions.append(sql.seek_sql(q, column.path, nullable=column.nullable, descending=descending,
+                                           backwards=backwards, value=value, last_id=position.id))
+        return " AND ".join(f"({c})" for c in conditions)
+
+    outer = sql.PageQuery("o")
+    select = sql.select_list(outer, ROW_COLUMNS)
+    table = f'"{Offer._meta.db_table}"'
     if any(c.field == "accelerator" for c in clauses):
-        where = Q(pk__in=_page_ids(where, column, order_fn, descending, limit + 1))
-    rows = list(offer_queryset().filter(where).order_by(*order_fn(column, descending))[: limit + 1])
+        inner = sql.PageQuery("s", relation_prefix="s")
+        inner_where = where(inner)
+        key = f"({inner.column(column.path)} + 0)"
+        inner_order = sql.order_sql(key, nullable=column.nullable, descending=descending, reverse=backwards,
+                                    id_column=inner.column("id"))
+        page_ids = (f"SELECT {inner.column('id')} FROM {table} s{inner.joins()} WHERE {inner_where} "
+                    f"ORDER BY {inner_order} LIMIT {int(limit) + 1}")
+        outer_where = f"{outer.column('id')} IN ({page_ids})"
+        outer.params.extend(inner.params)
+    else:
+        outer_where = where(outer)
+    order = sql.order_sql(outer.column(column.path), nullable=column.nullable, descending=descending,
+                          reverse=backwards, id_column=outer.column("id"))
+    outer.relations.update(sql.RELATIONS)  # every row shows its provider, accelerator and region
+    query = (f"SELECT {select} FROM {table} o{outer.joins()} WHERE {outer_where} "
+             f"ORDER BY {order} LIMIT {int(limit) + 1}")
+    with connection.cursor() as cursor:
+        cursor.execute(query, outer.params)
+        rows = _as_rows(cursor.fetchall())
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
         rows.reverse()
     return rows, more
+
+
+_ROW_CONVERTERS: dict[str, list[tuple[int, list, object]]] = {}
+
+
+def _as_rows(values: list[tuple]) -> list[Row]:
+    """Result tuples as the dicts `offer_queryset()` gives, through the ORM's converters for this database."""
+    converters = _ROW_CONVERTERS.get(connection.vendor)
+    if converters is None:
+        compiler = offer_queryset().query.get_compiler(connection=connection)
+        compiler.setup_query()
+        if [alias for *_, alias in compiler.select] != list(ROW_COLUMNS):
+            raise AssertionError("offer_queryset() selects other columns than ROW_COLUMNS")
+        found = compiler.get_converters([expression for expression, *_ in compiler.select])
+        converters = _ROW_CONVERTERS[connection.vendor] = [
+            (position, funcs, expression) for position, (funcs, expression) in found.items()]
+    rows = []
+    for value in values:
+        if converters:
+            value = list(value)
+            for position, funcs, expression in converters:
+                for func in funcs:
+                    value[position] = func(value[position], expression, connection)
+        rows.append(dict(zip(ROW_COLUMNS, value, strict=True)))
+    return rows
 
 
 # ------------------------------------------------------------------------------------- other reads

@@ -1,0 +1,168 @@
+"""The offer search's page query as SQL text, written directly instead of compiled by the ORM per request.
+
+Building and compiling the page query's Q tree cost the ORM ~2.5 ms of CPU per request, four times the client
+side of running it; and the query's shape is fixed: listed offers joined with their provider, accelerator and
+region, one condition per query-language clause, a keyset seek, ORDER BY (sort column, id) LIMIT n; when an
+accelerator is named, the page's ids come first from a subquery that PostgreSQL answers from the covering
+(status, accelerator, count, price) index: ordering it on `column + 0` keeps the planner from walking the price
+index instead (prices correlate with the filters: 8x H100 nodes are the dear ones, so that walk would skip most
+of the table), and the top-n sort runs over the matching index entries only.
+
+The meaning of each clause is the one of `marketplace.selectors.offers.clause_q`, which the portal's nearest-miss
+counts still run through the ORM: a condition on a value the offer does not have (NULL) is false, and its
+negation (`!=`, `notin`) true, as with the ORM's exclude(). Parameters are prepared by the model fields as the
+ORM's lookups prepare them, and rows come back through the ORM's converters, so a row is the dict `.values()`
+gives, on PostgreSQL and on SQLite. tests/test_offer_page_sql.py holds the ORM form of the whole page query as
+an oracle and compares the two for every field and operator, every ordering, and both keyset directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field, FloatField, GeneratedField
+
+from marketplace.models import Offer
+
+# Aliases of the joined tables; the page-id subquery prefixes them with "s".
+RELATIONS = ("provider", "accelerator", "region")
+_ALIAS = {"provider": "p", "accelerator": "a", "region": "r"}
+_FLOAT = FloatField()
+
+
+def _field(path: str) -> Field:
+    """The model field behind an ORM path of NUMERIC or ROW_COLUMNS (the total-memory annotation is a float)."""
+    if path == "total_memory_gb":
+        return _FLOAT
+    model, name = Offer, path
+    if "__" in path:
+        relation, name = path.split("__")
+        model = Offer._meta.get_field(relation).related_model
+    field = model._meta.get_field(name)
+    return field.output_field if isinstance(field, GeneratedField) else field
+
+
+class PageQuery:
+    """Collects the SQL of one page query: parameters in order, and which reference tables the conditions use."""
+
+    def __init__(self, offer_alias: str, relation_prefix: str = "") -> None:
+        self.offer = offer_alias
+        self.prefix = relation_prefix
+        self.params: list[Any] = []
+        self.relations: set[str] = set()
+
+    def column(self, path: str) -> str:
+        if path == "total_memory_gb":
+            return (f'({self.offer}."{_column("accelerator_count")}" * '
+                    f'{self.offer}."{_column("accelerator_memory_gb")}")')
+        if "__" not in path:
+            return f'{self.offer}."{_column(path)}"'
+        relation = path.split("__")[0]
+        self.relations.add(relation)
+        return f'{self.prefix}{_ALIAS[relation]}."{_column(path)}"'
+
+    def param(self, path: str, value: Any) -> str:
+        """A placeholder for `value` compared with the column at `path`, prepared as the ORM's lookups do."""
+        field = _field(path)
+        self.params.append(field.get_db_prep_value(field.get_prep_value(value), connection, prepared=True))
+        return "%s"
+
+    def raw_param(self, value: Any) -> str:
+        self.params.append(value)
+        return "%s"
+
+    def joins(self) -> str:
+        parts = []
+        for relation in RELATIONS:
+            if relation in self.relations:
+                alias = self.prefix + _ALIAS[relation]
+                table = Offer._meta.get_field(relation).related_model._meta.db_table
+                parts.append(f' INNER JOIN "{table}" {alias} ON ({self.offer}."{relation}_id" = {alias}."id")')
+        return "".join(parts)
+
+
+def _column(path: str) -> str:
+    field = Offer._meta.get_field(path) if "__" not in path else None
+    if field is not None:
+        return field.column
+    relation, name = path.split("__")
+    return Offer._meta.get_field(relation).related_model._meta.get_field(name).column
+
+
+def negated(sql: str) -> str:
+    # As the ORM's exclude(): true where the condition is false or unknown (NULL).
+    return f"NOT COALESCE(({sql}), FALSE)"
+
+
+def in_sql(q: PageQuery, path: str, values: Sequence[Any]) -> str:
+    if not values:
+        return "FALSE"  # the ORM's EmptyResultSet: `x IN ()` holds for no row
+    column = q.column(path)
+    return f"{column} IN ({', '.join(q.param(path, v) for v in values)})"
+
+
+def numeric_sql(q: PageQuery, path: str, op: str, value: Any) -> str:
+    """`value` is already prepared as `_numeric_q` prepares it (int, float or Decimal; a list for in/notin)."""
+    if op in ("in", "notin"):
+        sql = in_sql(q, path, value)
+    else:
+        symbol = {"=": "=", "!=": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[op]
+        sql = f"{q.column(path)} {symbol} {q.param(path, value)}"
+    return negated(sql) if op in ("!=", "notin") else sql
+
+
+def name_match_sql(q: PageQuery, path: str, values: Sequence[str]) -> str:
+    """As `_name_match`: exact, or hyphen-segment prefix; 'x*' is a plain prefix."""
+    column = q.column(path)
+    like = connection.operators["startswith"]
+    parts = []
+    for value in values:
+        if value.endswith("*"):
+            parts.append(f"{column} {like % q.raw_param(connection.ops.prep_for_like_query(value[:-1]) + '%')}")
+        else:
+            parts.append(f"({column} = {q.param(path, value)} OR {column} "
+                         f"{like % q.raw_param(connection.ops.prep_for_like_query(value + '-') + '%')})")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def listed_sql(q: PageQuery, now: datetime) -> str:
+    status = f'{q.column("status")} = {q.param("status", Offer.Status.LISTED)}'
+    until = q.column("available_until")
+    return f"{status} AND ({until} IS NULL OR {until} > {q.param('available_until', now)})"
+
+
+def order_sql(column: str, *, nullable: bool, descending: bool, reverse: bool, id_column: str) -> str:
+    """ORDER BY (column, id) for the display order, or (reverse) its opposite; NULLs last in display order."""
+    down = descending != reverse
+    direction = "DESC" if down else "ASC"
+    nulls = (" NULLS FIRST" if reverse else " NULLS LAST") if nullable else ""
+    return f"{column} {direction}{nulls}, {id_column} {direction}"
+
+
+def seek_sql(q: PageQuery, path: str, *, nullable: bool, descending: bool, backwards: bool,
+             value: Decimal | float | None, last_id: int) -> str:
+    """Rows strictly after (or, backwards, before) (value, id) in the display order, NULLs last."""
+    column, id_column = q.column(path), q.column("id")
+    if not backwards:
+        gt = "<" if descending else ">"
+        if value is None:
+            return f"({column} IS NULL AND {id_column} {gt} {q.raw_param(last_id)})"
+        ge = "<=" if descending else ">="
+        sql = (f"({column} {ge} {q.param(path, value)} AND ({column} {gt} {q.param(path, value)} "
+               f"OR {id_column} {gt} {q.raw_param(last_id)}))")
+        return f"({sql} OR {column} IS NULL)" if nullable else sql
+    lt = ">" if descending else "<"
+    if value is None:
+        return f"({column} IS NOT NULL OR ({column} IS NULL AND {id_column} {lt} {q.raw_param(last_id)}))"
+    le = ">=" if descending else "<="
+    return (f"({column} {le} {q.param(path, value)} AND ({column} {lt} {q.param(path, value)} "
+            f"OR {id_column} {lt} {q.raw_param(last_id)}))")
+
+
+def select_list(q: PageQuery, row_columns: Sequence[str]) -> str:
+    return ", ".join(f'{q.column(path)} AS "{path}"' for path in row_columns)
+
