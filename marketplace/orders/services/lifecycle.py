@@ -63,6 +63,32 @@ def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | N
     return event
 
 
+def move_if(order: Order, source: State, to: State, *, now: datetime, reason: str, actor: User | None = None,
+            task: str = "", data: dict[str, Any] | None = None, where: dict[str, Any] | None = None,
+            values: dict[str, Any] | None = None) -> OrderEvent | None:
+    """`move` for a row the caller has not read under lock: one conditional UPDATE (WHERE state = source, and
+    `where`) takes the row lock and changes it, with the same bookkeeping as `move` plus `values`; then the event
+    is written and the in-memory order brought in step. None, with nothing written, when the row did not match.
+    Not for final states (they release capacity: use `locked` + `move`)."""
+    if not can_move(source, to):
+        raise ConflictError(f"Order {order.pk} cannot go from {source.value} to {to.value}.",
+                            code="illegal_transition", extra={"state": source.value})
+    if to in FINAL:
+        raise ValueError("move_if does not finish orders; lock the row and use move()")
+    changes: dict[str, Any] = {"state": to.value, "state_changed_at": now, "checked_at": now, "redrives": 0,
+                               "updated_at": now, **(values or {})}
+    if to == State.PROVISIONING:
+        changes["provisioning_at"] = now
+    elif to == State.RUNNING:
+        changes["running_at"] = now
+    if not Order.objects.filter(pk=order.pk, state=source.value, **(where or {})).update(**changes):
+        return None
+    for name, value in changes.items():
+        setattr(order, name, value)
+    return OrderEvent.objects.create(order=order, from_state=source.value, to_state=to.value, at=now, actor=actor,
+                                     actor_task=task, reason=reason[:300], data=data or {})
+
+
 def note(order: Order, *, now: datetime, reason: str, actor: User | None = None, task: str = "",
          data: dict[str, Any] | None = None, extra_fields: tuple[str, ...] = ()) -> OrderEvent:
     """An event without a state change (job created, alternative skipped, re-driven, retried, ...)."""

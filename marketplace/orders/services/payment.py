@@ -15,11 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.errors import DomainError
-from marketplace.models import User
+from marketplace.models import Offer, User
 from marketplace.orders.models import Order
-from marketplace.orders.services.lifecycle import locked
 from marketplace.orders.services.placement import PaymentInput
-from marketplace.orders.services.transitions import order_fail, queue_locked
+from marketplace.orders.services.transitions import order_fail, order_queue_reserved
 from marketplace.orders.states import State
 
 
@@ -28,8 +27,9 @@ def order_pay_and_queue(order: Order, *, actor: User | None, payment: PaymentInp
     concurrent request with the same key queued it first)."""
     from marketplace.billing.services.order_hooks import billing_authorize_order_for
 
-    order = Order.objects.select_related("customer", "offer__provider", "offer__accelerator", "offer__region") \
-        .get(pk=order.pk)
+    if not _loaded(order):
+        order = Order.objects.select_related("customer", "offer__provider", "offer__accelerator", "offer__region") \
+            .get(pk=order.pk)
     payment = payment or PaymentInput()
     try:
         billing_authorize_order_for(order, method=payment.method, payment_method=payment.payment_method)
@@ -37,7 +37,16 @@ def order_pay_and_queue(order: Order, *, actor: User | None, payment: PaymentInp
         order_fail(order.pk, code=exc.code, reason=f"payment refused: {exc.message}", actor=actor,
                    data={"payment_method": payment.method or "default", **_safe(exc.extra)})
         raise
-    return _queue_if_reserved(order.pk, actor=actor)
+    return _queue_if_reserved(order, actor=actor)
+
+
+def _loaded(order: Order) -> bool:
+    """The order as placement returns it: a reserved row with its customer and its offer's provider, accelerator
+    and region in memory (what billing reads), so it need not be read again."""
+    if order.state != State.RESERVED or not (Order.customer.is_cached(order) and Order.offer.is_cached(order)):
+        return False
+    offer = order.offer
+    return all(Offer._meta.get_field(name).is_cached(offer) for name in ("provider", "accelerator", "region"))
 
 
 def _safe(extra: dict) -> dict:
@@ -45,8 +54,9 @@ def _safe(extra: dict) -> dict:
 
 
 @transaction.atomic
-def _queue_if_reserved(order_id: int, *, actor: User | None) -> Order:
-    order = locked(order_id)
-    if order.state == State.RESERVED:
-        queue_locked(order, now=timezone.now(), actor=actor)
-    return order
+def _queue_if_reserved(order: Order, *, actor: User | None) -> Order:
+    """reserved -> queued with one conditional UPDATE; an order that is no longer reserved (a concurrent request
+    with the same key queued it, or it expired or failed meanwhile) is returned as it stands."""
+    if order_queue_reserved(order, now=timezone.now(), actor=actor):
+        return order
+    return Order.objects.get(pk=order.pk)

@@ -146,7 +146,7 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     candidates = list(alternatives_of(plan))[: config.max_attempts()]
     if not candidates:
         raise ConflictError("The quote has no alternative an order can use.", code="no_capacity")
-    offers = reservations.lock_offers([alt.offer_id for _, alt in candidates])
+    offers = reservations.lock_offers([alt.offer_id for _, alt in candidates], for_placement=True)
     first = candidates[0]
     if first[1].offer_id not in offers:
         raise ConflictError("The quote's first offer no longer exists.", code="no_capacity")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Count, Exists, Max, OuterRef, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery
 
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
@@ -42,18 +42,44 @@ def _in_step(offer: Offer) -> bool:
     return live["n"] == wanted and (wanted == 0 or live["top"] == wanted - 1)
 
 
+def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
+    """Up to `nodes` free unit ids, read together with the in-step check of _in_step (one query: the live units'
+    count and top index as scalar subqueries). None when the units are not in step (or none is free: then the
+    check runs on its own) and the caller syncs them first."""
+    live = CapacityUnit.objects.filter(offer_id=offer.pk, retired=False).order_by().values("offer_id")
+    rows = list(free_units(offer.pk).annotate(
+        live_n=Subquery(live.annotate(n=Count("pk")).values("n")),
+        live_top=Subquery(live.annotate(top=Max("index")).values("top")),
+    ).values_list("pk", "live_n", "live_top")[:nodes])
+    if not rows:
+        return [] if _in_step(offer) else None
+    wanted = offer.nodes_available
+    _, n, top = rows[0]
+    if n != wanted or (wanted and top != wanted - 1):
+        return None
+    return [pk for pk, _, _ in rows]
+
+
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
     held = Reservation.objects.filter(unit_id=OuterRef("pk"), active=True)
     return CapacityUnit.objects.filter(offer_id=offer_id, retired=False).filter(~Exists(held)).order_by("index")
 
 
 LOCKED_FIELDS = ("id", "provider_id", "status", "nodes_available", "driver", "accelerator_count")
+# What paying for a placed order reads of its offer (billing's description and payee): joined in the same query,
+# so placement hands billing an order whose offer is loaded instead of reading it again.
+PLACEMENT_FIELDS = (*LOCKED_FIELDS, "provider__name", "accelerator__canonical_name", "region__key")
 
 
-def lock_offers(offer_ids: list[int]) -> dict[int, Offer]:
+def lock_offers(offer_ids: list[int], *, for_placement: bool = False) -> dict[int, Offer]:
     """Lock the offers a transaction may reserve on, in ascending id order (no deadlock between two orders whose
-    alternatives name the same offers in different orders). Returns them by id (the fields reserving needs)."""
-    rows = Offer.objects.select_for_update().filter(pk__in=sorted(set(offer_ids))).order_by("pk").only(*LOCKED_FIELDS)
+    alternatives name the same offers in different orders). Returns them by id (the fields reserving needs; with
+    `for_placement` also their provider, accelerator and region, unlocked)."""
+    rows = Offer.objects.select_for_update(of=("self",)).filter(pk__in=sorted(set(offer_ids))).order_by("pk")
+    if for_placement:
+        rows = rows.select_related("provider", "accelerator", "region").only(*PLACEMENT_FIELDS)
+    else:
+        rows = rows.only(*LOCKED_FIELDS)
     return {offer.pk: offer for offer in rows}
 
 
@@ -67,9 +93,10 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     """
     if offer is None or offer.status != Offer.Status.LISTED or offer.nodes_available < nodes:
         return None
-    if not _in_step(offer):
+    units = _free_units_in_step(offer, nodes)
+    if units is None:
         capacity_sync(offer)
-    units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
+        units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
     if len(units) < nodes:
         return None
     held = Reservation.objects.bulk_create([

@@ -23,6 +23,7 @@ from marketplace.orders.services.lifecycle import (
     TASK_TERMINATE,
     locked,
     move,
+    move_if,
     note,
 )
 from marketplace.orders.services.reliability import provisioning_value, reliability_observe
@@ -40,6 +41,18 @@ def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task
     if confirm:
         reservations.confirm(order)
     outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
+
+
+def order_queue_reserved(order: Order, *, now: datetime, actor: User | None = None) -> bool:
+    """reserved -> queued without reading the row first (placement, which holds the order it just reserved): a
+    conditional UPDATE claims it; False (nothing written) when the order is no longer reserved. In the caller's
+    transaction."""
+    if move_if(order, State.RESERVED, State.QUEUED, now=now, reason="queued for provisioning", actor=actor,
+               data={"attempt": order.attempt}) is None:
+        return False
+    reservations.confirm(order)
+    outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
+    return True
 
 
 @transaction.atomic
