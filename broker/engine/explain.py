@@ -152,24 +152,36 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
         code_of = np.bitwise_count(m.near_bits - np.uint32(1)).astype(np.intp)
         adds_by_code = np.bincount(code_of, minlength=len(FILTERS))
         near = m.near
-        if ctx.lo_all is not None:  # match() already priced every row
-            nodes, spot, pph, cost = (np.take(a, near) for a in ctx.lo_all[:4])
-        else:
-            nodes, spot, pph, cost, _ = ctx.at_lo(near)
+        # totals alone rank (match() priced every row when a limit applied); the few shown get full figures below
+        cost = np.take(ctx.lo_all[3], near) if ctx.lo_all is not None else ctx.lo_cost(near)
         cost = np.asarray(cost, dtype=np.float64)
         unknown = np.isnan(cost)
         if unknown.any():
             cost = np.where(unknown, np.inf, cost)
-        codes = code_of
         ids = np.take(snap.offer_id, near)
+        top = top_k_lex([cost, ids], NEAR_MISS_LIMIT).tolist()
+        cheapest: dict[int, int] = {}
+        for k, f in enumerate(FILTERS):
+            if f.relaxable and m.active >> k & 1 and adds_by_code[k]:
+                sel = np.flatnonzero(code_of == k)
+                c = cost[sel]
+                tied = sel[c == c.min()]
+                cheapest[k] = int(tied[np.argmin(ids[tied])])
+        shown = sorted(set(top) | set(cheapest.values()))
+        if ctx.lo_all is not None:
+            nodes, spot, pph = (np.take(a, near[shown]) for a in ctx.lo_all[:3])
+        else:
+            nodes, spot, pph, _, _ = ctx.at_lo(near[shown])
+        at = {j: i for i, j in enumerate(shown)}
 
         def view(j: int) -> _Row:
-            return _Row(ctx, int(near[j]), int(nodes[j]), float(pph[j]), float(cost[j]))
+            i = at[j]
+            return _Row(ctx, int(near[j]), int(nodes[i]), float(pph[i]), float(cost[j]))
 
-        for j in top_k_lex([cost, ids], NEAR_MISS_LIMIT).tolist():
-            code = FILTERS[int(codes[j])].code
+        for j in top:
+            code = FILTERS[int(code_of[j])].code
             v = view(j)
-            units = (snap.interruptible_units if spot[j] else snap.price_units)[near[j]]
+            units = (snap.interruptible_units if spot[at[j]] else snap.price_units)[near[j]]
             near_misses.append(
                 NearMiss(
                     offer_id=int(ids[j]),
@@ -185,13 +197,8 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
                     est_total_usd=_dec(v.cost),
                 )
             )
-        for k, f in enumerate(FILTERS):
-            if not (f.relaxable and m.active >> k & 1 and adds_by_code[k]):
-                continue
-            sel = np.flatnonzero(codes == k)
-            c = cost[sel]
-            tied = sel[c == c.min()]
-            best = int(tied[np.argmin(ids[tied])])
+        for k, best in cheapest.items():
+            f = FILTERS[k]
             adds = int(adds_by_code[k])
             v = view(best)
             total = _dec(v.cost)

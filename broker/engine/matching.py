@@ -104,6 +104,18 @@ class Context:
             hours, billed = run, run * rw
         return price, hours, billed, price * (nodes * billed)
 
+    def lo_cost(self, rows: np.ndarray) -> np.ndarray:
+        """at_lo()'s total for `rows` when no price limit applies (on demand, same floating-point steps)."""
+        snap = self.snap
+        nt = np.take(snap.node_type, rows)
+        price = np.take(snap.price, rows)
+        pph = price * np.take(self.n_lo_nt, nt) if self.multi else price
+        if self.request.is_job:
+            hours = np.take(self.hours_lo_nt, nt)
+            billed = np.maximum(hours, np.take(snap.min_rental_eff, rows)) if snap.has_min_rental else hours
+            return pph * billed
+        return pph * float(self.request.duration_hours)
+
     def limit_bits(self, pph: np.ndarray, cost: np.ndarray) -> np.ndarray:
         bits = np.zeros(pph.shape, dtype=np.uint32)
         if self.max_pph is not None:
