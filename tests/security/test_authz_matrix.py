@@ -278,7 +278,7 @@ def test_matrix(world: World, db, r: Row) -> None:
     assert not leaks, f"{r.id} shows other tenants' objects: {leaks}"
 
 
-def test_the_leak_check_sees_leaks(world: World) -> None:
+def test_the_leak_check_sees_leaks(world: World, db) -> None:
     order_a = world.ids["order_a"]
     assert _leaks(world, "cust_b", '{"command": "echo cmd-secret-cust_a"}') == ["cust_a:cmd-secret-cust_a"]
     assert _leaks(world, "prov_b", f'{{"order_id": {order_a}}}') == [f"order id {order_a}"]
