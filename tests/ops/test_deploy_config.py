@@ -96,7 +96,8 @@ def production_settings() -> dict:
     code = ("import json, django; django.setup(); from django.conf import settings as s; print(json.dumps({"
             "'proxy_ssl': s.SECURE_PROXY_SSL_HEADER, 'max_body': s.DATA_UPLOAD_MAX_MEMORY_SIZE, "
             "'csv_max': s.CSV_MAX_BYTES, 'queue': s.CELERY_TASK_DEFAULT_QUEUE, 'time_limit': s.CELERY_TASK_TIME_LIMIT,"
-            "'exempt': s.SECURE_REDIRECT_EXEMPT, 'ssl_redirect': s.SECURE_SSL_REDIRECT}))")
+            "'exempt': s.SECURE_REDIRECT_EXEMPT, 'ssl_redirect': s.SECURE_SSL_REDIRECT, "
+            "'num_proxies': s.REST_FRAMEWORK.get('NUM_PROXIES')}))")
     read = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert read.returncode == 0, read.stderr
     return {"check": check, **json.loads(read.stdout.strip().splitlines()[-1])}
@@ -218,6 +219,9 @@ def test_proxy_and_gunicorn_agree() -> None:
     assert f"proxy_set_header {header} $scheme;" in locations, header
     body = re.search(r"client_max_body_size (\d+)m;", locations)
     assert int(body.group(1)) * 1024 * 1024 >= max(settings["max_body"], settings["csv_max"])
+    # One proxy appends the client address: the rate limits must count exactly that one hop.
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in locations
+    assert settings["num_proxies"] == 1
     read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", locations).group(1))
     assert all(read_timeout > int(option(argv, "--timeout")) for argv in web)
 
