@@ -7,6 +7,7 @@ and connected to Redis; a worker hung in a task still beats (the task time limit
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -24,7 +25,13 @@ def key(base: str | None = None) -> str:
 
 
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    """A client of REDIS_URL with short timeouts (probes must answer quickly), one pool per URL and process."""
+    return _client(settings.REDIS_URL)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
 def beat(hostname: str, queues: list[str], now: float | None = None, conn: redis.Redis | None = None) -> None:
