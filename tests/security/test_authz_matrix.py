@@ -45,7 +45,7 @@ class Row:
 
     @property
     def id(self) -> str:
-        return f"{self.method} {self.name}"
+        return f"{self.method} {self.name}" + (f"?{self.query}" if self.query else "")
 
 
 def row(method: str, name: str, anon, ca, cb, pa, pb, op, *args: str, body: Any = None, query: str = "") -> Row:
@@ -68,6 +68,10 @@ API = [
         body={"price_per_hour": "11.00"}),
     row("POST", "offer-unlist",                   401,  403,    403,    200,    404,    200, "listed_a"),
     row("GET", "provider-offers",                 401,  403,    403,    200,    200,    200),
+    row("GET", "provider-offers",                 401,  403,    403,    200,    200,    200,
+        query="provider=sec-prov-a"),
+    row("GET", "offers",                          401,  200,    200,    200,    200,    200,
+        query="q=provider=sec-prov-a&status=draft"),
     row("GET", "accelerators",                    401,  200,    200,    200,    200,    200),
     row("GET", "accelerator-resolve",             401,  200,    200,    200,    200,    200, query="name=H100"),
     row("GET", "regions",                         401,  200,    200,    200,    200,    200),
@@ -102,6 +106,7 @@ API = [
         body={"return_url": "not a url"}),
     row("GET", "billing-payout-account",          401,  403,    403,    200,    200,    403),
     row("GET", "billing-transfers",               401,  403,    403,    200,    200,    200),
+    row("GET", "billing-transfers",               401,  403,    403,    200,    200,    200, query="status=failed"),
     row("POST", "billing-transfer-retry",         401,  403,    403,    403,    403,    200, "transfer_a"),
     row("PUT", "billing-overdraft",               401,  403,    403,    403,    403,    200, "customer_a",
         body={"overdraft_limit": "10.00"}),
