@@ -268,11 +268,7 @@ def measure(size: int, shapes: list[dict], requests: dict) -> dict:
         recommend(snapshot, r)
         peak = max(peak, tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    snap_bytes = sum(
-        getattr(snapshot, f).nbytes
-        for f in snapshot.__dataclass_fields__
-        if isinstance(getattr(snapshot, f), np.ndarray)
-    )
+    snap_bytes = _arrays_bytes(snapshot)
     return {
         "size": size,
         "build_s": build,
@@ -282,6 +278,18 @@ def measure(size: int, shapes: list[dict], requests: dict) -> dict:
         "peak_bytes": peak,
         "snapshot_bytes": snap_bytes,
     }
+
+
+def _arrays_bytes(obj) -> int:
+    """Bytes of every NumPy array a snapshot holds: its columns, its row index and its node-type-ordered twin."""
+    total = 0
+    for f in obj.__dataclass_fields__:
+        value = getattr(obj, f)
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif f in ("index", "ordered") and value is not None:
+            total += _arrays_bytes(value)
+    return total
 
 
 def rows_build_and_patch(shapes: list[dict]) -> tuple[float, float, float]:

@@ -30,7 +30,7 @@ def check_match(snap: OfferSnapshot, request) -> None:
     assert counted == count_by_reason(ref, m.active)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(offers(), requests())
 def test_indexed_match_equals_row_by_row_reference(rows, doc):
     request = parse_request(doc, now=NOW)
@@ -39,7 +39,7 @@ def test_indexed_match_equals_row_by_row_reference(rows, doc):
     check_match(snap.in_node_type_order, request)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(offers(), requests())
 def test_cost_pool_keeps_the_answer(rows, doc):
     """Expanding every feasible row, or only the pool cost_pool() keeps, ranks the same offers."""
