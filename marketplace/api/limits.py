@@ -58,3 +58,21 @@ class RequestSizeLimitMiddleware:
             code = "too_large" if status == 413 else "invalid"
             return JsonResponse(error_body(code, message, {"body": [message]}), status=status)
         return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def document_body_limit(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every operation that can take a body documents the 413 above, and
+    every operation that reads one the 415 of a Content-Type it has no parser for."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in ("post", "put", "patch") or not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("413", {
+                "description": "The body is over MAX_REQUEST_BYTES (`too_large`, `fields.body`).", "content": error})
+            if "requestBody" in operation:
+                responses.setdefault("415", {
+                    "description": "A Content-Type this operation does not read (`unsupported_media_type`).",
+                    "content": error})
+    return result

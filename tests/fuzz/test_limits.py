@@ -169,3 +169,20 @@ def test_portal_csv_over_the_row_limit_is_a_400_with_the_file_field_error(settin
     assert response.status_code == 400
     assert response.context["form"].errors == {"file": ["The file has 4 machines; at most 3 per upload."]}
     assert _upload(client, _csv(3)).status_code == 200
+
+
+def test_every_write_documents_the_413_and_each_body_the_415(client):
+    schema = client.get("/api/schema/?format=json").json()
+    writes = [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()
+              if method in ("post", "put", "patch")]
+    assert len(writes) > 15
+    for path, method, operation in writes:
+        codes = ("413", "415") if "requestBody" in operation else ("413",)
+        for code in codes:
+            assert operation["responses"][code]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"}, (method, path, code)
+
+
+def test_an_unreadable_content_type_is_a_415_in_the_error_shape(client_for, customer):
+    response = client_for(customer).post("/api/v1/tokens/", b"name=x", content_type="application/x-yaml")
+    assert error_of(response, 415)["code"] == "unsupported_media_type"
