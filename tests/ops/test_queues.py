@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -103,29 +104,36 @@ def test_billing_is_served_while_provisioning_is_backed_up_behind_a_hung_worker(
                            kinds=["billing", "default"])
     billing.args[billing.args.index("--hostname") + 1] = f"{base}-billing@%h"
     r = redis.Redis.from_url(url)
+    workers = (provisioning, billing)
     try:
-        with provisioning, billing:
-            os.killpg(provisioning.process.pid, signal.SIGSTOP)  # hung: takes nothing more from its queue
-            backlog = 12
-            for order_id in range(10_000_000, 10_000_000 + backlog):  # no such orders: each fails at once
-                send_task("workers.tasks.orders.provision", [order_id, 1])
-            queued = r.llen(f"{base}.provisioning")
-            assert queued >= backlog - 1  # the hung worker may hold the one message its BRPOP was waiting for
+        with ThreadPoolExecutor(2) as pool:  # start both at once (each start waits for its "ready.")
+            list(pool.map(CeleryWorker.start, workers))
+        os.killpg(provisioning.process.pid, signal.SIGSTOP)  # hung: takes nothing more from its queue
+        backlog = 12
+        for order_id in range(10_000_000, 10_000_000 + backlog):  # no such orders: each fails at once
+            send_task("workers.tasks.orders.provision", [order_id, 1])
+        queued = r.llen(f"{base}.provisioning")
+        assert queued >= backlog - 1  # the hung worker may hold the one message its BRPOP was waiting for
 
-            dispatch.send("retry_provider_transfers")
-            served = billing.wait_for_pattern(
-                r"Task workers\.tasks\.billing\.retry_provider_transfers\[[0-9a-f-]+\] succeeded", timeout=30)
-            assert served is not None, billing.log()[-3000:]
-            assert r.llen(f"{base}.provisioning") == queued  # still backed up; the billing worker took none
-            assert "workers.tasks.orders.provision" not in billing.log().split("[tasks]", 1)[1].split("\n\n", 1)[1]
-            os.killpg(provisioning.process.pid, signal.SIGCONT)
-            # Resumed, the provisioning worker drains its own queue (the orders do not exist: each fails fast).
-            done = re.compile(r"Task workers\.tasks\.orders\.provision\[[0-9a-f-]+\] (succeeded|raised)")
-            deadline = time.monotonic() + 60
-            while len(done.findall(provisioning.log())) < backlog and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert len(done.findall(provisioning.log())) == backlog, provisioning.log()[-3000:]
-            assert r.llen(f"{base}.provisioning") == 0
+        dispatch.send("retry_provider_transfers")
+        served = billing.wait_for_pattern(
+            r"Task workers\.tasks\.billing\.retry_provider_transfers\[[0-9a-f-]+\] succeeded", timeout=30)
+        assert served is not None, billing.log()[-3000:]
+        assert r.llen(f"{base}.provisioning") == queued  # still backed up; the billing worker took none
+        assert "workers.tasks.orders.provision" not in billing.log().split("[tasks]", 1)[1].split("\n\n", 1)[1]
+        os.killpg(provisioning.process.pid, signal.SIGCONT)
+        # Resumed, the provisioning worker drains its own queue (the orders do not exist: each fails fast).
+        done = re.compile(r"Task workers\.tasks\.orders\.provision\[[0-9a-f-]+\] (succeeded|raised)")
+        deadline = time.monotonic() + 60
+        while len(done.findall(provisioning.log())) < backlog and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(done.findall(provisioning.log())) == backlog, provisioning.log()[-3000:]
+        assert r.llen(f"{base}.provisioning") == 0
     finally:
+        for worker in workers:
+            if worker.process is not None and worker.process.poll() is None:
+                os.killpg(worker.process.pid, signal.SIGCONT)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(CeleryWorker.stop, workers))
         r.delete(*queues_for(KINDS, base), *(f"_kombu.binding.{q}" for q in queues_for(KINDS, base)))
     assert "Traceback" not in billing.log(), billing.log()[-3000:]
