@@ -51,11 +51,12 @@ class ContextFormatter(logging.Formatter):
 
 def json_formatter() -> logging.Formatter:
     """One JSON object a line: time, level, logger, message, request_id, order_id (python-json-logger)."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
     from pythonjsonlogger.json import JsonFormatter
 
     return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(order_id)s",
                          rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                         timestamp=False)
+                         reserved_attrs=[*RESERVED_ATTRS, "context"], timestamp=False)  # context: text form only
 
 
 def attach(logger: logging.Logger, log_format: str) -> None:

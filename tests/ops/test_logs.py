@@ -43,6 +43,7 @@ def test_request_id_is_honoured_returned_and_logged(client, captured) -> None:
     line = json.loads(js.getvalue().splitlines()[-1])
     assert line["request_id"] == "edge-7f3a.1" and line["message"] == "Not Found: /no-such-page-at-all/"
     assert line["level"] == "WARNING" and line["logger"] == "django.request" and "time" in line
+    assert "context" not in line  # the text form's suffix stays out of JSON
 
 
 def test_a_missing_or_unsafe_request_id_is_replaced(client) -> None:
