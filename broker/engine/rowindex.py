@@ -73,8 +73,9 @@ def build_index(
 ) -> RowIndex:
     by_nt = np.lexsort((offer_id, price_units, node_type)).astype(np.int64, copy=False)
     identity = bool((by_nt == np.arange(by_nt.size)).all())
-    start = np.zeros(node_types + 1, dtype=np.int64)
-    np.cumsum(np.bincount(node_type, minlength=node_types), out=start[1:])
+    per_type = np.bincount(node_type, minlength=node_types)  # longer if a code is out of the table's range
+    start = np.zeros(per_type.size + 1, dtype=np.int64)
+    np.cumsum(per_type, out=start[1:])
     avail = np.clip(nodes_available, 0, _AVAIL_CAP).astype(np.int64)
     nt_avail = np.sort((node_type.astype(np.int64) << 32) | avail)
     return RowIndex(
