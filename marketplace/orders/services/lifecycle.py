@@ -25,11 +25,14 @@ TASK_TERMINATE = "workers.tasks.orders.terminate_job"
 TASK_BILLING_FINISHED = "workers.tasks.billing.order_finished"  # settles or refunds (docs/payments.md)
 
 
-def locked(order_id: int, *, with_offer: bool = False) -> Order:
-    """The order row, locked (FOR UPDATE OF the order only); `with_offer` joins its offer and accelerator."""
+def locked(order_id: int, *, with_offer: bool = False, only: tuple[str, ...] = ()) -> Order:
+    """The order row, locked (FOR UPDATE OF the order only); `with_offer` joins its offer and accelerator; `only`
+    reads just those fields (the rest is deferred)."""
     rows = Order.objects.select_for_update(of=("self",))
     if with_offer:
         rows = rows.select_related("offer__accelerator")
+    if only:
+        rows = rows.only(*only)
     order = rows.filter(pk=order_id).first()
     if order is None:
         raise NotFoundError(f"No order {order_id}.", code="order_not_found")

@@ -71,7 +71,8 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     except TerminalDriverError as exc:  # capacity gone, or refused: this attempt failed, try the next alternative
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
         return None
-    return _after_status(order_id, attempt, driver, job_ref, duration_s=float(order.duration_hours) * 3600, task=task)
+    return _after_status(order_id, attempt, driver, job_ref, duration_s=float(order.duration_hours) * 3600, task=task,
+                         known=order)
 
 
 def give_up_provision(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -92,7 +93,7 @@ def step_poll(order_id: int, attempt: int, *, task: str) -> Next | None:
     if not order.job_ref:
         return Next(TASK_PROVISION, (order_id, attempt))
     return _after_status(order_id, attempt, driver_for_offer(order.offer), order.job_ref,
-                         duration_s=float(order.duration_hours) * 3600, task=task)
+                         duration_s=float(order.duration_hours) * 3600, task=task, known=order)
 
 
 def give_up_poll(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -104,12 +105,14 @@ def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task:
 
 
 def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, duration_s: float,
-                  task: str) -> Next | None:
-    """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over."""
+                  task: str, known: Order) -> Next | None:
+    """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over.
+    `known`: the order as this step read it (order_record_job moves it to running without reading it again)."""
     status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
     came_up = status.state not in (JobState.PENDING, JobState.LOST) and not (
         status.state in (JobState.FAILED, JobState.CANCELLED) and status.exit_code is None)
-    outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message)
+    outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message,
+                               known=known)
     if outcome == "orphan":  # the order moved on (e.g. cancelled) while the job was being created
         _terminate_quietly(driver, job_ref)
         return None

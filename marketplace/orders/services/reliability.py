@@ -33,11 +33,12 @@ def provisioning_value(seconds_to_running: float) -> Decimal:
     return (Decimal(1) - Decimal(str(round(late, 6))) / 2).quantize(Decimal("0.000001"))
 
 
-def reliability_observe(offer_id: int, value: Decimal | int) -> None:
-    """Fold one observation into the score of the offer's provider: one UPDATE (its row lock serialises
-    observers)."""
+def reliability_observe(offer_id: int, value: Decimal | int, *, provider_id: int | None = None) -> None:
+    """Fold one observation into the score of the offer's provider (`provider_id` when the caller knows it): one
+    UPDATE (its row lock serialises observers)."""
     current = Coalesce(F("reliability_score"), Value(PRIOR), output_field=SCORE)
-    provider = Offer.objects.filter(pk=offer_id).values("provider_id")
-    Provider.objects.filter(pk=Subquery(provider)).update(reliability_score=Round(
+    provider = provider_id if provider_id is not None else Subquery(
+        Offer.objects.filter(pk=offer_id).values("provider_id"))
+    Provider.objects.filter(pk=provider).update(reliability_score=Round(
         ExpressionWrapper(current + Value(ALPHA) * (Value(Decimal(value)) - current), output_field=SCORE),
         precision=3, output_field=SCORE))

@@ -29,6 +29,11 @@ from marketplace.orders.services.lifecycle import (
 from marketplace.orders.services.reliability import provisioning_value, reliability_observe
 from marketplace.orders.states import State
 
+# What claiming an attempt reads of the order and its offer: the job spec, the driver, the event and the move.
+CLAIM_FIELDS = ("id", "state", "attempt", "job_ref", "key_salt", "nodes", "accelerator_count", "command", "image",
+                "env", "duration_hours", "provisioning_at", "offer_id", "offer__id", "offer__provider_id",
+                "offer__driver", "offer__external_id", "offer__vcpus", "offer__ram_gb", "offer__accelerator_id",
+                "offer__accelerator__id", "offer__accelerator__canonical_name")
 # Final outcomes of a run that count against the provider (see reliability.py).
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable"})
 
@@ -66,7 +71,7 @@ def order_queue(order_id: int, *, actor: User | None = None, task: str = "", now
 def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime | None = None) -> Order | None:
     """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
     now = now or timezone.now()
-    order = locked(order_id, with_offer=True)
+    order = locked(order_id, with_offer=True, only=CLAIM_FIELDS)
     if order.attempt != attempt:
         return None
     if order.state == State.QUEUED:
@@ -82,14 +87,21 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
 
 @transaction.atomic
 def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, running: bool = False,
-                     message: str = "", now: datetime | None = None) -> str:
+                     message: str = "", now: datetime | None = None, known: Order | None = None) -> str:
     """Store the provider's job reference and, when the job runs, provisioning -> running (one transaction).
 
     Returns "running" (moved to running, and the provider's reliability got a provisioning observation: the
     caller starts metering), "recorded" (the job is pending, or the order is stopping and its stop task will
     terminate the job) or "orphan" (the order moved on: the caller terminates the job).
+
+    `known`: the order as the caller read it while provisioning this attempt. When the job runs, one conditional
+    UPDATE moves the row if it is still what the caller saw (provisioning, this attempt, the same job_ref), without
+    reading it first; otherwise the row is locked and read as below.
     """
     now = now or timezone.now()
+    if running and known is not None and known.state == State.PROVISIONING and known.attempt == attempt \
+            and _running_as_known(known, job_ref, task=task, message=message, now=now):
+        return "running"
     order = locked(order_id)
     if order.attempt != attempt or order.state not in (State.PROVISIONING, State.STOPPING):
         return "orphan"
@@ -107,6 +119,25 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
     if created:
         note(order, now=now, reason="job created at the provider", task=task, data=job, extra_fields=("job_ref",))
     return "recorded"
+
+
+def _running_as_known(order: Order, job_ref: str, *, task: str, message: str, now: datetime) -> bool:
+    if order.job_ref and order.job_ref != job_ref:
+        return False  # the slow path raises the conflict
+    created = not order.job_ref
+    waited = (now - (order.provisioning_at or now)).total_seconds()
+    job = {"attempt": order.attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt}
+    if move_if(order, State.PROVISIONING, State.RUNNING, now=now, reason="job running", task=task,
+               where={"attempt": order.attempt, "job_ref": order.job_ref}, values={"job_ref": job_ref},
+               data={**job, "seconds_to_running": round(waited, 3), "message": message,
+                     "job_created": created}) is None:
+        return False
+    reliability_observe(order.offer_id, provisioning_value(waited), provider_id=_provider_id(order))
+    return True
+
+
+def _provider_id(order: Order) -> int | None:
+    return order.offer.provider_id if Order.offer.is_cached(order) else None
 
 
 @transaction.atomic
