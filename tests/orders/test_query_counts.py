@@ -1,0 +1,42 @@
+"""Pinned query counts of the hot path an order takes to `running` (bench/orders_bench.py measures its cost): the
+placement service (reserve, pay by credit, queue) and the provision step. They may only go down."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace.orders.models import Order, OrderEvent
+from marketplace.orders.services import pipeline
+from marketplace.orders.services.placement import order_place
+from tests.orders.conftest import placement
+
+pytestmark = pytest.mark.django_db
+
+# In a test's transaction (savepoints instead of BEGIN/COMMIT; on_commit work does not run).
+PLACEMENT_QUERIES = 37  # was 40 before the conditional queue UPDATE, loaded offer and merged unit check
+PROVISION_QUERIES = 10  # was 11 before the conditional provisioning -> running UPDATE
+
+
+@pytest.fixture
+def offer(provider_a, make_node_offer):
+    return make_node_offer(provider_a, nodes=2, price="20.0000")
+
+
+def test_placing_an_order_paid_by_credit(customer, offer, make_quote, django_assert_num_queries):
+    quote = make_quote(customer, [offer])
+    with django_assert_num_queries(PLACEMENT_QUERIES):
+        order, created = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
+    assert created is True
+    assert Order.objects.get(pk=order.pk).state == "queued"
+
+
+def test_provisioning_to_running(customer, offer, make_quote, sim, django_assert_num_queries):
+    quote = make_quote(customer, [offer])
+    order, _ = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
+    with django_assert_num_queries(PROVISION_QUERIES):
+        nxt = pipeline.step_provision(order.pk, 1, task="test")
+    assert nxt.task == "workers.tasks.orders.meter"
+    order.refresh_from_db()
+    assert (order.state, order.job_ref) == ("running", sim.job_ref_for(order.provider_key(1)))
+    assert list(OrderEvent.objects.filter(order=order).order_by("id").values_list("to_state", flat=True)) == [
+        "reserved", "queued", "provisioning", "running"]
