@@ -74,18 +74,22 @@ def top_k_lex(keys: list[Key], k: int) -> np.ndarray:
     n = keys[0].shape[0]
     if n == 0 or k <= 0:
         return np.zeros(0, dtype=np.int64)
-    cand = np.arange(n)
+    cand: np.ndarray | None = None  # None: every row (the first key is read as it is, without a gather)
     chosen: list[np.ndarray] = []
     need = k
     for key in keys:
-        if cand.shape[0] <= need:
+        size = n if cand is None else cand.shape[0]
+        if size <= need:
             break
-        vals = _values(key, cand)
+        vals = key if cand is None else _values(key, cand)
         kth = np.partition(vals, need - 1)[need - 1]
-        below = vals < kth
-        chosen.append(cand[below])
-        need -= int(below.sum())
-        cand = cand[vals == kth]
+        below = np.flatnonzero(vals < kth)
+        chosen.append(below if cand is None else cand[below])
+        need -= int(below.size)
+        tied = np.flatnonzero(vals == kth)
+        cand = tied if cand is None else cand[tied]
+    if cand is None:
+        cand = np.arange(n)
     final = np.concatenate([*chosen, cand])
     order = np.lexsort([_values(key, final) for key in reversed(keys)])
     return final[order][:k]
