@@ -151,5 +151,5 @@ def pytest_terminal_summary(terminalreporter):
 
     for run in report.RUNS:
         terminalreporter.section("fuzz figures")
-        for line in run.summary():
+        for line in run.summary(operations=True):
             terminalreporter.write_line(line)
