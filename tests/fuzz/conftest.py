@@ -28,6 +28,7 @@ class World:
     tokens: dict[str, str | None]  # role -> API key (None: anonymous)
     path_ids: dict[tuple[str, str], list] = field(default_factory=dict)  # (path template, parameter) -> values
     users: dict[str, object] = field(default_factory=dict)
+    bodies: dict[str, list] = field(default_factory=dict)  # "METHOD /path" -> request bodies that mean something
 
 
 @pytest.fixture
@@ -143,7 +144,31 @@ def world(db, fake, private_queue, client, settings) -> World:
     assert Quote.objects.exists() and ProviderTransfer.objects.exists() and TopUp.objects.exists()
     assert len(order_ids) >= 2
     return World(tokens={"anonymous": None, "customer": customer_key, "provider": member_key},
-                 path_ids=path_ids, users={"customer": customer, "provider": member})
+                 path_ids=path_ids, users={"customer": customer, "provider": member},
+                 bodies=_bodies(alice, offer))
+
+
+def _bodies(alice: APIClient, offer) -> dict[str, list]:
+    """Requests that pass validation, for the fuzz to send with generated parameters and headers."""
+    recommend = {"resources": {"accelerator": "H100", "count": 8, "nodes": 1}, "duration_hours": 2,
+                 "objective": "cost"}
+    fresh_quote = _ok(alice.post("/api/v1/recommendations/", recommend, format="json"), 200)["quote"]["id"]
+    job = {"command": "python train.py", "duration_hours": "1"}
+    new_offer = {"external_id": "fuzz-new", "name": "fuzz", "accelerator": "H100", "count": 8,
+                 "region": "us-east-virginia", "price_per_hour": "20.00", "nodes_available": 1}
+    return {
+        "POST /api/v1/recommendations/": [recommend, {**recommend, "objective": "balanced", "top_k": 3},
+                                          {"workload": {"kind": "llm_inference", "model": "llama-3-70b"},
+                                           "duration_hours": 4}],
+        "POST /api/v1/orders/": [{"quote_id": fresh_quote, "job": job, "payment": {"method": "credit"}},
+                                 {"offer_id": offer.pk, "nodes": 1, "job": job, "payment": {"method": "credit"}}],
+        "POST /api/v1/offers/": [new_offer],
+        "POST /api/v1/offers/bulk/": [{"offers": [new_offer, {**new_offer, "external_id": "fuzz-new-2"}]}],
+        "PATCH /api/v1/offers/{id}/": [{"price_per_hour": "21.50"}, {"nodes_available": 3}],
+        "POST /api/v1/billing/topups/": [{"amount": "10.00", "payment_method": "pm_card_visa"}],
+        "PUT /api/v1/billing/profile/": [{"default_payment_method": "pm_card_visa"}],
+        "POST /api/v1/tokens/": [{"name": "fuzz-token"}],
+    }
 
 
 def pytest_terminal_summary(terminalreporter):
