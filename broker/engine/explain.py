@@ -153,7 +153,10 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
         adds_by_code = np.bincount(code_of, minlength=len(FILTERS))
         near = m.near
         # totals alone rank (match() priced every row when a limit applied); the few shown get full figures below
-        cost = np.take(ctx.lo_all[3], near) if ctx.lo_all is not None else ctx.lo_cost(near)
+        if ctx.lo_near is not None:
+            cost = ctx.lo_near[3]
+        else:
+            cost = np.take(ctx.lo_all[3], near) if ctx.lo_all is not None else ctx.lo_cost(near)
         cost = np.asarray(cost, dtype=np.float64)
         unknown = np.isnan(cost)
         if unknown.any():
@@ -168,7 +171,9 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
                 tied = sel[c == c.min()]
                 cheapest[k] = int(tied[np.argmin(ids[tied])])
         shown = sorted(set(top) | set(cheapest.values()))
-        if ctx.lo_all is not None:
+        if ctx.lo_near is not None:
+            nodes, spot, pph = (np.take(a, shown) for a in ctx.lo_near[:3])
+        elif ctx.lo_all is not None:
             nodes, spot, pph = (np.take(a, near[shown]) for a in ctx.lo_all[:3])
         else:
             nodes, spot, pph, _, _ = ctx.at_lo(near[shown])

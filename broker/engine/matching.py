@@ -69,6 +69,7 @@ class Context:
         self.max_total = float(request.max_total_usd) if request.max_total_usd is not None else None
         self.interruptible = request.interruptible_allowed
         self.lo_all: tuple | None = None  # at_lo() over every row, when match() needed it
+        self.lo_near: tuple | None = None  # at_lo()'s (nodes, interruptible, price/h, total) of each near miss
 
     def min_rental(self, rows: np.ndarray | None) -> np.ndarray | float:
         return _take(self.snap.min_rental_eff, rows) if self.snap.has_min_rental else 0.0
@@ -115,6 +116,17 @@ class Context:
             billed = np.maximum(hours, np.take(snap.min_rental_eff, rows)) if snap.has_min_rental else hours
             return pph * billed
         return pph * float(self.request.duration_hours)
+
+    def limit_fails(self, rows: np.ndarray, nt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(over max price per hour, over max total) on demand at n_lo nodes: at_lo()'s tests, same steps."""
+        price = np.take(self.snap.price, rows)
+        pph = price * np.take(self.n_lo_nt, nt) if self.multi else price
+        hours = np.take(self.hours_lo_nt, nt) if self.request.is_job else float(self.request.duration_hours)
+        cost = pph * hours
+        none = np.zeros(pph.shape, dtype=bool)
+        over_pph = pph > self.max_pph * (1 + EPS) if self.max_pph is not None else none
+        over_total = cost > self.max_total * (1 + EPS) if self.max_total is not None else none
+        return over_pph, over_total
 
     def limit_bits(self, pph: np.ndarray, cost: np.ndarray) -> np.ndarray:
         bits = np.zeros(pph.shape, dtype=np.uint32)
@@ -267,20 +279,52 @@ def match(ctx: Context) -> Match:
             fails = fails[np.take(relevant, np.take(snap.node_type, fails))]
             fails = np.searchsorted(rows, fails)
         bits[fails] |= BIT["provider_min_rental"]
+    lo_rows = None
     if ctx.max_pph is not None or ctx.max_total is not None:
-        ctx.lo_all = ctx.at_lo()
-        limit_bits = ctx.lo_all[-1]
-        for code in ("max_price_per_hour", "max_total_usd"):
-            counts[FILTER_INDEX[code]] += int(np.count_nonzero(limit_bits & BIT[code]))
-        bits |= sub(limit_bits)
-        active |= int(_LIMITS) & _or(limit_bits)
+        if idx.identity and not ctx.interruptible and not (req.is_job and snap.has_min_rental):
+            # on demand only, no minimum-rental floor: price per hour and total rise with the price within a
+            # node type, so each node type's failures are a suffix of its rows (found by bisection); only the
+            # examined rows are priced
+            for code, which, limit in (("max_price_per_hour", 0, ctx.max_pph), ("max_total_usd", 1, ctx.max_total)):
+                if limit is not None:
+                    n_fail = int(_failing_suffix(ctx, lambda pos, t, w=which: ctx.limit_fails(pos, t)[w]).sum())
+                    counts[FILTER_INDEX[code]] += n_fail
+                    active |= int(BIT[code]) if n_fail else 0
+            lo_rows = ctx.at_lo(rows)
+            bits |= lo_rows[-1]
+        else:
+            ctx.lo_all = ctx.at_lo()
+            limit_bits = ctx.lo_all[-1]
+            for code in ("max_price_per_hour", "max_total_usd"):
+                counts[FILTER_INDEX[code]] += int(np.count_nonzero(limit_bits & BIT[code]))
+            bits |= sub(limit_bits)
+            active |= int(_LIMITS) & _or(limit_bits)
+    one_mask = single_failure(bits)
+    if lo_rows is not None:
+        ctx.lo_near = tuple(a[one_mask] for a in lo_rows[:4])
     if rows is None:
         ok = np.flatnonzero(bits == 0)
-        one = np.flatnonzero(single_failure(bits))
+        one = np.flatnonzero(one_mask)
         return Match(ctx, active, ok, one, bits[one], counts)
     ok = bits == 0
-    one = single_failure(bits)
-    return Match(ctx, active, rows[ok], rows[one], bits[one], counts)
+    return Match(ctx, active, rows[ok], rows[one_mask], bits[one_mask], counts)
+
+
+def _failing_suffix(ctx: Context, fails_at) -> np.ndarray:
+    """Per node type: how many of its rows fail a test that is false then true along the rows (price order)."""
+    start = ctx.snap.index.start
+    m = ctx.n_lo_nt.shape[0]
+    types = np.arange(m)
+    lo, end = start[:m].copy(), start[1 : m + 1].copy()
+    hi = end.copy()
+    while True:
+        open_ = np.flatnonzero(lo < hi)
+        if not open_.size:
+            return end - lo
+        mid = (lo[open_] + hi[open_]) // 2
+        f = fails_at(mid, types[open_])
+        hi[open_] = np.where(f, mid, hi[open_])
+        lo[open_] = np.where(f, lo[open_], mid + 1)
 
 
 def full_bits(ctx: Context) -> np.ndarray:
