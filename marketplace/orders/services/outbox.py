@@ -83,14 +83,18 @@ def pending_order_ids(now: datetime | None = None, limit: int = 500) -> set[int]
     return {args[0] for args in rows if args}
 
 
-def relay_pending(now: datetime | None = None, limit: int = 500) -> tuple[int, int]:
-    """Publish outbox rows older than the relay delay (the reconciler). Returns (sent, failed)."""
+def relay_pending(now: datetime | None = None, limit: int = 500,
+                  sent_args: list[list] | None = None) -> tuple[int, int]:
+    """Publish outbox rows older than the relay delay (the reconciler). Returns (sent, failed); the args of each
+    message sent are appended to `sent_args` when given."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=config.outbox_relay_after_s())
     sent = failed = 0
     for message in OutboxMessage.objects.filter(created_at__lte=cutoff).order_by("id")[:limit]:
         if relay_one(message, now):
             sent += 1
+            if sent_args is not None:
+                sent_args.append(message.args)
         else:
             failed += 1
             break  # Redis is down: stop here, the next run retries

@@ -7,7 +7,8 @@
    with an outbox row waiting to be relayed is left to step 4 (after a Redis outage, re-driving those too would
    send the step of every order placed during the outage twice).
 3. Releases any active reservation whose order is finished (a safety net; transitions release in-transaction).
-4. Relays outbox rows that were not published after commit (Redis was down).
+4. Relays outbox rows that were not published after commit (Redis was down). A relayed step counts as progress
+   for its order (`checked_at`), so the order gets a full ORDERS_STUCK_AFTER_S to run it before a re-drive.
 
 Only one reconciler runs at a time: a lease row taken with a conditional UPDATE (works on PostgreSQL and SQLite
 without holding a transaction open); a crashed holder's lease runs out after ORDERS_RECONCILER_LEASE_S (120).
@@ -75,7 +76,9 @@ def reconcile(now: datetime | None = None) -> ReconcileReport | None:
         report.expired = _expire_reservations(now)
         report.redriven, report.failed_stuck = _redrive_stuck(now, skip=outbox.pending_order_ids(now))
         report.orphan_reservations = _release_orphans(now)
-        report.outbox_sent, report.outbox_failed = outbox.relay_pending(now)
+        relayed: list[list] = []
+        report.outbox_sent, report.outbox_failed = outbox.relay_pending(now, sent_args=relayed)
+        _relayed_is_progress({args[0] for args in relayed if args}, now)
     finally:
         lease_release(LEASE_NAME, holder)
     if any(report.as_dict().values()):
@@ -134,6 +137,12 @@ def order_redrive(order_id: int, *, cutoff: datetime, now: datetime) -> str:
     else:
         done = order_fail(order_id, code="stuck", reason=reason, task=TASK, now=now)
     return "failed" if done else "skipped"
+
+
+def _relayed_is_progress(order_ids: set[int], now: datetime) -> None:
+    if order_ids:
+        Order.objects.filter(pk__in=order_ids, state__in=[s.value for s in IN_FLIGHT], checked_at__lt=now).update(
+            checked_at=now)
 
 
 def _release_orphans(now: datetime) -> int:
