@@ -153,8 +153,8 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
         adds_by_code = np.bincount(code_of, minlength=len(FILTERS))
         near = m.near
         # totals alone rank (match() priced every row when a limit applied); the few shown get full figures below
-        if ctx.lo_near is not None:
-            cost = ctx.lo_near[3]
+        if ctx.lo_rows is not None:
+            cost = np.take(ctx.lo_rows[3], ctx.near_pos)
         else:
             cost = np.take(ctx.lo_all[3], near) if ctx.lo_all is not None else ctx.lo_cost(near)
         cost = np.asarray(cost, dtype=np.float64)
@@ -171,8 +171,8 @@ def explain(ctx: Context, m: Match) -> tuple[Excluded, tuple[Relaxation, ...]]:
                 tied = sel[c == c.min()]
                 cheapest[k] = int(tied[np.argmin(ids[tied])])
         shown = sorted(set(top) | set(cheapest.values()))
-        if ctx.lo_near is not None:
-            nodes, spot, pph = (np.take(a, shown) for a in ctx.lo_near[:3])
+        if ctx.lo_rows is not None:
+            nodes, spot, pph = (np.take(a, ctx.near_pos[shown]) for a in ctx.lo_rows[:3])
         elif ctx.lo_all is not None:
             nodes, spot, pph = (np.take(a, near[shown]) for a in ctx.lo_all[:3])
         else:

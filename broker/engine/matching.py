@@ -69,7 +69,8 @@ class Context:
         self.max_total = float(request.max_total_usd) if request.max_total_usd is not None else None
         self.interruptible = request.interruptible_allowed
         self.lo_all: tuple | None = None  # at_lo() over every row, when match() needed it
-        self.lo_near: tuple | None = None  # at_lo()'s (nodes, interruptible, price/h, total) of each near miss
+        self.lo_rows: tuple | None = None  # at_lo() over the rows match() examined, when it needed it
+        self.near_pos: np.ndarray | None = None  # each near miss's position among those rows
 
     def min_rental(self, rows: np.ndarray | None) -> np.ndarray | float:
         return _take(self.snap.min_rental_eff, rows) if self.snap.has_min_rental else 0.0
@@ -299,15 +300,14 @@ def match(ctx: Context) -> Match:
                 counts[FILTER_INDEX[code]] += int(np.count_nonzero(limit_bits & BIT[code]))
             bits |= sub(limit_bits)
             active |= int(_LIMITS) & _or(limit_bits)
-    one_mask = single_failure(bits)
+    ok = np.flatnonzero(bits == 0)
+    one = np.flatnonzero(single_failure(bits))
     if lo_rows is not None:
-        ctx.lo_near = tuple(a[one_mask] for a in lo_rows[:4])
+        ctx.lo_rows, ctx.near_pos = lo_rows, one
+    near_bits = np.take(bits, one)
     if rows is None:
-        ok = np.flatnonzero(bits == 0)
-        one = np.flatnonzero(one_mask)
-        return Match(ctx, active, ok, one, bits[one], counts)
-    ok = bits == 0
-    return Match(ctx, active, rows[ok], rows[one_mask], bits[one_mask], counts)
+        return Match(ctx, active, ok, one, near_bits, counts)
+    return Match(ctx, active, np.take(rows, ok), np.take(rows, one), near_bits, counts)
 
 
 def _failing_suffix(ctx: Context, fails_at) -> np.ndarray:

@@ -89,31 +89,28 @@ def build_index(
     )
 
 
-def run_ranks(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a non-decreasing array of group ids: each element's position within its run, and its run number."""
-    n = groups.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    change = np.empty(n, dtype=bool)
-    change[0] = True
-    np.not_equal(groups[1:], groups[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    run = np.cumsum(change) - 1
-    return np.arange(n) - starts[run], run
-
-
 def price_prefix(groups: np.ndarray, units: np.ndarray, k: int) -> np.ndarray:
     """Positions (ascending) of the first k elements of each run of `groups` plus any later ones tied on `units`.
 
     Elements are in (group, units) order; the k cheapest by any per-group non-decreasing function of the
     price, ties included, are among them.
     """
-    rank, run = run_ranks(groups)
-    keep = rank < k
-    if keep.all():
-        return np.arange(groups.shape[0])
-    kth = np.flatnonzero(rank == k - 1)  # the k-th element of every run that has one
-    last = np.full(int(run[-1]) + 1 if run.size else 0, -1, dtype=np.int64)
-    last[run[kth]] = units[kth]
-    keep |= units == last[run]
-    return np.flatnonzero(keep)
+    n = groups.shape[0]
+    if n <= k:
+        return np.arange(n)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(groups[1:], groups[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    stop = np.minimum(starts + k, ends)
+    # extend a run past its k-th element while the next one has the same price
+    open_ = np.flatnonzero(stop < ends)
+    while open_.size:
+        tied = units[stop[open_]] == units[stop[open_] - 1]
+        open_ = open_[tied]
+        stop[open_] += 1
+        open_ = open_[stop[open_] < ends[open_]]
+    lengths = stop - starts
+    shift = starts - (np.cumsum(lengths) - lengths)
+    return np.arange(int(lengths.sum())) + np.repeat(shift, lengths)
