@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import redis
 import requests
 
-from tests.worker_process import ROOT
+from tests.worker_process import ROOT, CeleryProcess
 
 
 def free_port() -> int:
@@ -85,6 +86,39 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class Supervisor(threading.Thread):
+    """Restarts Celery processes that exit, 2 s later, as the systemd units in deploy/systemd/ do (Restart=always,
+    RestartSec=2). A worker can exit on a Redis connection loss: kombu 5.7 raises AttributeError while restoring
+    the unacknowledged messages of the lost connection, and Celery treats that as unrecoverable."""
+
+    def __init__(self, *processes: CeleryProcess) -> None:
+        super().__init__(daemon=True)
+        self.processes = processes
+        self.stopped = threading.Event()
+        self.restarts: dict[str, int] = {}
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            for proc in self.processes:
+                if proc.process is not None and proc.process.poll() is not None and not self.stopped.wait(2):
+                    self.restarts[proc.log_path.stem] = self.restarts.get(proc.log_path.stem, 0) + 1
+                    with proc.log_path.open("ab") as log:  # not proc.start(): it waits for Redis to answer
+                        proc.process = subprocess.Popen(proc.args, cwd=ROOT, env=proc.env, stdout=log,
+                                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                        start_new_session=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # before the processes are stopped (leave the `with` in that order)
 
 
 class WebServer:

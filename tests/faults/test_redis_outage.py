@@ -3,7 +3,8 @@ the outage is accepted with a 201 and completes, each with exactly one provider 
 
 Everything runs as real processes on a private redis-server (tests/faults/processes.py: no persistence, so the
 restarted Redis has lost every queued and unacknowledged message): gunicorn (2 workers) taking the orders, a Celery
-worker (2 processes) and Celery beat sending the reconciler, which relays the outbox rows the web wrote while Redis
+worker (2 processes) and Celery beat, restarted when they exit as systemd would (tests/faults/processes.py
+Supervisor), beat sending the reconciler, which relays the outbox rows the web wrote while Redis
 was down and re-drives the orders whose messages died with Redis. The simulated provider keeps its state in the
 test Redis (REDIS_URL), not in the broker's: a provider does not go down with the broker's Redis.
 """
@@ -23,7 +24,8 @@ from django.utils import timezone
 
 from marketplace.orders.models import Order, OrderEvent, OutboxMessage, Reservation
 from tests.faults.conftest import report_figures
-from tests.faults.processes import ApiClient, WebServer
+from tests.faults.processes import ApiClient, Supervisor, WebServer
+from tests.faults.support import jobs_per_order
 from tests.orders.conftest import FAST_PIPELINE_ENV, _new_worker, job, wait_for
 from tests.worker_process import CeleryBeat, database_url_of
 
@@ -86,7 +88,7 @@ def test_redis_down_30s_under_a_stream_of_orders_every_accepted_order_completes(
                       queue=private_queue, schedule=tmp_path / "beat-schedule")
     beat.env.update(env)
     web = WebServer(env=env, log_path=tmp_path / "web.log")
-    with web, worker, beat:
+    with web, worker, beat, Supervisor(worker, beat) as supervisor:
         stream = OrderStream(ApiClient(web.url, api_token), quotes)
         stream.start()
         time.sleep(BEFORE_S)
@@ -122,23 +124,23 @@ def test_redis_down_30s_under_a_stream_of_orders_every_accepted_order_completes(
     finished_at = max(o.state_changed_at for o in orders)
     outage_ids = {p.order_id for p in during}
     first_outage_done = min(o.state_changed_at for o in orders if o.pk in outage_ids)
-    jobs_per_order = {o.pk: sim.jobs_created(o.provider_key(o.attempt)) for o in orders}
+    jobs = jobs_per_order(sim, orders)
     redriven = OrderEvent.objects.filter(order_id__in=ids, reason__startswith="re-driven by the reconciler")
     report_figures(
         "redis_outage_30s",
         orders_accepted=len(accepted), accepted_during_outage=len(during), refused=len(refused),
         completed=len(completed), lost=len(accepted) - len(completed),
-        duplicates=sum(n - 1 for n in jobs_per_order.values() if n > 1) + (sim.jobs_created() - len(orders)),
+        duplicates=sum(n - 1 for n in jobs.values() if n > 1),
         provider_create_calls=sim.create_calls(), orders_redriven=redriven.values("order_id").distinct().count(),
         p99_post_s_during_outage=f"{sorted(p.seconds for p in during)[int(len(during) * 0.99) - 1]:.2f}",
-        outage_s=f"{up_at - down_at:.1f}",
+        outage_s=f"{up_at - down_at:.1f}", process_restarts=supervisor.restarts or 0,
         first_outage_order_completed_after_restart_s=f"{(first_outage_done - up_wall).total_seconds():.1f}",
         all_completed_after_restart_s=f"{(finished_at - up_wall).total_seconds():.1f}")
 
     assert len(completed) == len(accepted), [(o.pk, o.state, o.failure_code, o.failure_reason)
                                              for o in orders if o.state != "completed"][:5]
     assert all(o.attempt == 1 for o in orders)
-    assert set(jobs_per_order.values()) == {1}  # one provider job per order: nothing provisioned twice
+    assert set(jobs.values()) == {1}  # one provider job per order: nothing provisioned twice
     assert sim.jobs_created() == len(orders)
     assert not Reservation.objects.filter(order_id__in=ids, active=True).exists()
     assert not OutboxMessage.objects.exists()
