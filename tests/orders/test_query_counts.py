@@ -4,6 +4,7 @@ placement service (reserve, pay by credit, queue) and the provision step. They m
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import pipeline
@@ -15,6 +16,9 @@ pytestmark = pytest.mark.django_db
 # In a test's transaction (savepoints instead of BEGIN/COMMIT; on_commit work does not run).
 PLACEMENT_QUERIES = 37  # was 40 before the conditional queue UPDATE, loaded offer and merged unit check
 PROVISION_QUERIES = 10  # was 11 before the conditional provisioning -> running UPDATE
+# On PostgreSQL both steps' transactions also SET LOCAL synchronous_commit TO OFF (no query compiled; transitions.py
+# lazy_commit: the worker does not wait for two WAL flushes per order).
+LAZY_COMMITS = 2
 
 
 @pytest.fixture
@@ -33,8 +37,10 @@ def test_placing_an_order_paid_by_credit(customer, offer, make_quote, django_ass
 def test_provisioning_to_running(customer, offer, make_quote, sim, django_assert_num_queries):
     quote = make_quote(customer, [offer])
     order, _ = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
-    with django_assert_num_queries(PROVISION_QUERIES):
+    lazy = LAZY_COMMITS if connection.vendor == "postgresql" else 0
+    with django_assert_num_queries(PROVISION_QUERIES + lazy) as captured:
         nxt = pipeline.step_provision(order.pk, 1, task="test")
+    assert sum("synchronous_commit" in q["sql"] for q in captured.captured_queries) == lazy
     assert nxt.task == "workers.tasks.orders.meter"
     order.refresh_from_db()
     assert (order.state, order.job_ref) == ("running", sim.job_ref_for(order.provider_key(1)))

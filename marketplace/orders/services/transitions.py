@@ -38,6 +38,18 @@ CLAIM_FIELDS = ("id", "state", "attempt", "job_ref", "key_salt", "nodes", "accel
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable"})
 
 
+def lazy_commit() -> None:
+    """On PostgreSQL, this transaction's COMMIT does not wait for the WAL flush (SET LOCAL synchronous_commit).
+    For pipeline steps only: if a database crash loses the last such commit, the order is back in the state before
+    the step (atomically, with its event), and the reconciler re-drives it; the step is idempotent (the provider
+    call carries the attempt's key), so the loss costs a repeat, never a second job. Placement and billing keep
+    durable commits (the customer was answered; money moved)."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task: str = "",
                  confirm: bool = True) -> None:
     """reserved -> queued on an order the caller has locked (placement does it in its own transaction)."""
@@ -71,6 +83,7 @@ def order_queue(order_id: int, *, actor: User | None = None, task: str = "", now
 def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime | None = None) -> Order | None:
     """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
     now = now or timezone.now()
+    lazy_commit()
     order = locked(order_id, with_offer=True, only=CLAIM_FIELDS)
     if order.attempt != attempt:
         return None
@@ -99,6 +112,7 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
     reading it first; otherwise the row is locked and read as below.
     """
     now = now or timezone.now()
+    lazy_commit()
     if running and known is not None and known.state == State.PROVISIONING and known.attempt == attempt \
             and _running_as_known(known, job_ref, task=task, message=message, now=now):
         return "running"
