@@ -230,10 +230,13 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
             os.killpg(worker_pid, signal.SIGCONT)
     ids = list(starts)
     deadline = time.monotonic() + 300
-    while Order.objects.filter(pk__in=ids, running_at__isnull=True).exists():
+    # A cheap poll (an id range, not an IN list of every id, five times a second): it runs while the workers drain
+    # the pipeline run, on the same cores. The figures come from the running_at the workers stamp, not from it.
+    batch = Order.objects.filter(pk__gte=min(ids), pk__lte=max(ids)) if ids else Order.objects.none()
+    while batch.filter(running_at__isnull=True).exists():
         if time.monotonic() > deadline:
             raise SystemExit("orders_bench: orders did not all reach running within 300 s")
-        time.sleep(0.02)
+        time.sleep(0.2)
     worker_cpu = process_cpu_s(worker_pid) - worker_cpu
     running = dict(Order.objects.filter(pk__in=ids).values_list("pk", "running_at"))
     stuck = Order.objects.filter(pk__in=ids).exclude(state="running").count()
