@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from broker.celery_routing import PROVISIONING, kind_queue
 from marketplace.errors import ConflictError
 from marketplace.models import Provider
 from marketplace.orders.models import Order, OrderEvent, OrderLogChunk, OutboxMessage, Reservation
@@ -307,7 +308,8 @@ def test_reconciler_redrives_then_fails_a_stuck_order(customer, offer_a, make_qu
         assert (report.redriven, report.failed_stuck, report.outbox_sent) == (1, 0, 1)
         assert Order.objects.get(pk=order.pk).redrives == n
     assert outbox() == []
-    assert queued_tasks(redis_url, private_queue) == [("workers.tasks.orders.provision", f"[{order.pk}, 1]")] * 2
+    provisioning = kind_queue(PROVISIONING, base=private_queue)
+    assert queued_tasks(redis_url, provisioning) == [("workers.tasks.orders.provision", f"[{order.pk}, 1]")] * 2
     assert reconcile(now=later + timedelta(seconds=100)).redriven == 0  # not stale again yet
 
     report = reconcile(now=later + timedelta(seconds=301))
