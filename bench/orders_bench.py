@@ -17,11 +17,13 @@
    worker in the same transaction as provisioning -> running). Two runs of --orders orders:
    - end to end: the clients POST while the workers run. Throughput = orders / (last running_at - first POST).
      On a 2-core machine the API clients take most of the CPU the workers would use, which the baseline's
-     publisher does not: printed with its ratio, and the source of the create -> running p50/p99.
+     publisher does not. This is the issue's figure ("end-to-end orders per second, create -> running"): the
+     target (>= 0.2) applies to its ratio; it is also the source of the create -> running p50/p99.
    - pipeline: the worker's processes are paused (SIGSTOP) while the clients place the orders (placed, paid and
      queued through the API as above), then resumed: throughput = orders / (last running_at - resume). This is
-     the baseline's shape (tasks waiting in Redis, the 2 worker processes with the machine to themselves) and the
-     ratio the target applies to. Order creation is throttled per customer (THROTTLE_ORDERS_RATE): off here.
+     the baseline's shape (tasks waiting in Redis, the 2 worker processes with the machine to themselves),
+     printed for information (what the pipeline costs apart from the API). Order creation is throttled per
+     customer (THROTTLE_ORDERS_RATE): off here.
 5. Prints both orders/s, p50/p99 create -> running, no-op tasks/s, the ratios and PASS/FAIL against >= 0.2, and
    the CPU each order cost: in the client processes (the API request) and in the worker's processes (the
    pipeline up to running), beside the worker CPU of one no-op task (wall timings on a shared machine are noisy;
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = max(noop_rate, noop_after)
     ratio, end_to_end = pipe_rate / baseline, rate / baseline
-    ok = ratio >= TARGET_RATIO and errors == 0
+    ok = end_to_end >= TARGET_RATIO and errors == 0  # the figure: end to end, create -> running
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     print()
@@ -334,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(end to end: {cpu['worker']:.2f}); per no-op task: worker {min(noop_cpu, noop_cpu_after):.2f}")
     print(f"  errors: {errors}")
     print()
-    print(f"  ratio pipeline orders/s / no-op tasks/s: {ratio:.3f}  (target >= {TARGET_RATIO})   {verdict(ok)}")
+    print(f"  ratio pipeline orders/s / no-op tasks/s:   {ratio:.3f}  (information: the workers alone)")
+    print(f"  ratio end to end orders/s / no-op tasks/s: {end_to_end:.3f}  (target >= {TARGET_RATIO})   {verdict(ok)}")
     write_results("orders", {
         "orders": args.orders, "client_processes": args.clients, "threads": args.threads,
         "worker_processes": WORKER_PROCESSES, "database": engine,
