@@ -35,6 +35,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
                                        "init_command": "PRAGMA journal_mode=WAL;"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+elif env_bool("DB_PREPARED_STATEMENTS", True):
+    # psycopg may prepare statements on the connection (Django turns this off, for transaction-mode poolers such
+    # as PgBouncer < 1.21: set DB_PREPARED_STATEMENTS=false behind one). Only server-side-binding cursors prepare:
+    # the offer search's page query (marketplace/selectors/offer_page_sql.py); the ORM keeps client-side binding.
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "prepare_threshold": 5}
 
 # Redis: REDIS_URL (redis://, rediss://, or unix:// for the embedded server that `make run` starts).
 REDIS_URL = env_url("REDIS_URL", f"unix://{VAR_DIR / 'redis.sock'}", schemes=("redis", "rediss", "unix"))

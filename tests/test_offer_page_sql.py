@@ -172,3 +172,48 @@ def test_page_query_matches_the_orm(world, query):
         got = _walk(offer_search, clauses, ordering, limit=7)
         assert got == expected, (query, ordering)
     assert expected[0][0] or query in ("provider=unrated_*",), f"{query!r} matches nothing: a weak case"
+
+
+def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
+    """On PostgreSQL a page by price with a named accelerator merges one index probe per (accelerator, count)
+    (`per_count_page_ids`), each probe limited to a page. Here one pair holds the whole cheap end, prices tie
+    across pairs, and a pair is unlisted or expired: every page, both keyset directions, must be the ORM's."""
+    from django.db import connection
+
+    provider = make_provider("Merge Cloud")
+    h100, mi300x = (Accelerator.objects.get(canonical_name=n)
+                    for n in ("NVIDIA H100-SXM5-80GB", "AMD Instinct MI300X"))
+    now = timezone.now()
+    for i in range(14):  # H100 x8: the cheapest fourteen, with ties among themselves
+        make_offer(provider, accelerator=h100, accelerator_count=8, price_per_hour=Decimal(1 + i // 3))
+    for i, count in enumerate((1, 2, 2, 4, 4, 4)):  # dear ones, tying with x8 prices and each other
+        make_offer(provider, accelerator=h100, accelerator_count=count, price_per_hour=Decimal(4 + i % 2 * 20))
+    for i in range(5):
+        make_offer(provider, accelerator=mi300x, accelerator_count=(8, 4)[i % 2], price_per_hour=Decimal(2 + i))
+    make_offer(provider, accelerator=h100, accelerator_count=3, price_per_hour=Decimal(1), status="draft")
+    make_offer(provider, accelerator=h100, accelerator_count=16, price_per_hour=Decimal(1),
+               available_until=now - timedelta(hours=1))
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    queries = ["accelerator=H100", "accelerator in [H100,MI300X] count>=2", "accelerator=H100 price_per_hour<=4",
+               "accelerator in [MI300X,H100] accelerator!=MI300X"]
+    with connection.execute_wrapper(record):
+        for query in queries:
+            clauses = list(parse(query).clauses)
+            for ordering in ("price_per_hour", "-price_per_hour"):
+                for limit in (1, 3, 5):
+                    expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
+                    got = _walk(offer_search, clauses, ordering, limit=limit)
+                    assert got == expected, (query, ordering, limit)
+                    assert expected[0][0]
+    if connection.vendor == "postgresql":
+        assert any("CROSS JOIN LATERAL" in s for s in statements)
+    if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("prepare_threshold"):
+        with connection.cursor() as cursor:  # and it ran as a prepared statement on this connection
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                           ["%CROSS JOIN LATERAL%"])
+            assert cursor.fetchone()[0] >= 1

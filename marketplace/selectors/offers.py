@@ -251,7 +251,16 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
     outer = sql.PageQuery("o")
     select = sql.select_list(outer, ROW_COLUMNS)
     table = f'"{Offer._meta.db_table}"'
-    if any(c.field == "accelerator" for c in clauses):
+    named = [c for c in clauses if c.field == "accelerator" and c.op == "in"]
+    probe_ids = accelerator_ids(named[0].value) if named else []
+    if connection.vendor == "postgresql" and column.path == "price_per_hour" and probe_ids:
+        cte, inner = sql.PageQuery("c"), sql.PageQuery("s", relation_prefix="s")
+        page_ids = sql.per_count_page_ids(cte, inner, where(inner), table=table, accelerator_ids=probe_ids,
+                                          descending=descending, reverse=backwards, limit=limit)
+        outer_where = f"{outer.column('id')} IN ({page_ids})"
+        outer.params.extend(cte.params)
+        outer.params.extend(inner.params)
+    elif any(c.field == "accelerator" for c in clauses):
         inner = sql.PageQuery("s", relation_prefix="s")
         inner_where = where(inner)
         key = f"({inner.column(column.path)} + 0)"
@@ -268,7 +277,7 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
     outer.relations.update(sql.RELATIONS)  # every row shows its provider, accelerator and region
     query = (f"SELECT {select} FROM {table} o{outer.joins()} WHERE {outer_where} "
              f"ORDER BY {order} LIMIT {int(limit) + 1}")
-    with connection.cursor() as cursor:
+    with sql.page_cursor() as cursor:
         cursor.execute(query, outer.params)
         rows = _as_rows(cursor.fetchall())
     more = len(rows) > limit
