@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,12 @@ import pytest
 
 from bench.loadgen import Request, Sample, Stream, run_streams
 from bench.soak_figures import thirds, timeline
+
+
+def in_fresh_thread(coroutine):
+    """asyncio.run in a thread of its own: the suite's Playwright tests leave an event loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -60,7 +67,7 @@ def test_streams_mix_kinds_keep_bodies_and_pace(server):
         Stream(lambda n: Request("post", "POST", "/create", {"Content-Type": "application/json"},
                                  json.dumps({"n": n}).encode(), keep_body=True), connections=2, rate=4),
     ]
-    samples = asyncio.run(run_streams("127.0.0.1", server, streams, seconds=1.0))
+    samples = in_fresh_thread(run_streams("127.0.0.1", server, streams, seconds=1.0))
     by_kind = {kind: [s for s in samples if s.kind == kind] for kind in ("get", "bad", "post")}
 
     assert all(s.status == 200 and s.ok and s.body == b"" for s in by_kind["get"])
@@ -76,7 +83,7 @@ def test_streams_mix_kinds_keep_bodies_and_pace(server):
 
 
 def test_refused_connection_is_an_error_sample(server):
-    samples = asyncio.run(run_streams("127.0.0.1", 1, [Stream(lambda n: Request("x", "GET", "/", {}), 1, rate=5)],
+    samples = in_fresh_thread(run_streams("127.0.0.1", 1, [Stream(lambda n: Request("x", "GET", "/", {}), 1, rate=5)],
                                       seconds=0.3))
     assert samples and all(s.status == 0 and not s.ok for s in samples)
 

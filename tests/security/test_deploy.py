@@ -17,7 +17,8 @@ from django.test import Client
 ROOT = Path(__file__).resolve().parents[2]
 # Everything that could make the child process a dev one is dropped; the production environment is built here.
 DROP = ("DEBUG", "BROKER_DEV", "SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-        "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "METRICS_TOKEN")
+        "STRIPE_CONNECT_WEBHOOK_SECRET", "STRIPE_API_BASE", "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "METRICS_TOKEN",
+        "DJANGO_ALLOW_ASYNC_UNSAFE")  # the portal's Playwright tests set this one in the test process
 SHOW = """
 import json, django
 django.setup()
