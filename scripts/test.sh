@@ -12,7 +12,7 @@ export BROKER_DEV=1
 run_pytest() {
   local label=$1; shift
   echo "== pytest ($label) $*"
-  "$BIN/pytest" "$@"
+  "$BIN/pytest" --durations=25 "$@"
   local rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "== pytest ($label): no tests collected"
