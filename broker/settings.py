@@ -65,7 +65,9 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "broker")
 CELERY_TASK_ROUTES = ("broker.celery_routing.route_task",)
 CELERY_TASK_QUEUES = task_queues(CELERY_TASK_DEFAULT_QUEUE)  # a worker without --queues serves every kind
 CELERY_BEAT_SCHEDULE = {
-    "unlist-expired-offers": {"task": "workers.tasks.offers.unlist_expired_offers", "schedule": 60.0},
+    # OFFERS_UNLIST_INTERVAL_S (default 60): how often beat unlists offers past their available_until.
+    "unlist-expired-offers": {"task": "workers.tasks.offers.unlist_expired_offers",
+                              "schedule": float(env_int("OFFERS_UNLIST_INTERVAL_S", 60, minimum=1))},
     **ORDERS_BEAT,
     **BILLING_BEAT,
     **AGENTS_BEAT,

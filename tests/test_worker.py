@@ -76,9 +76,11 @@ def test_worker_stops_cleanly_on_sigterm(worker: CeleryWorker) -> None:
 
 
 def test_beat_drives_the_worker_and_every_scheduled_task_exists(worker: CeleryWorker, redis_url: str,
-                                                                  tmp_path: Path, provider_a, make_offer) -> None:
+                                                                  tmp_path: Path, provider_a, make_offer,
+                                                                  monkeypatch) -> None:
     """A real `celery beat` sends the project's schedule; the worker knows every task it names, and the
-    unlist-expired-offers entry (every 60 s, first run 60 s after beat starts) unlists an expired offer."""
+    unlist-expired-offers entry (every OFFERS_UNLIST_INTERVAL_S, first run one interval after beat starts: 3 s
+    here, 60 s by default) unlists an expired offer."""
     from django.conf import settings
 
     from marketplace.models import Offer
@@ -88,10 +90,11 @@ def test_beat_drives_the_worker_and_every_scheduled_task_exists(worker: CeleryWo
     assert scheduled - worker.registered_tasks() == set()
 
     expired = make_offer(provider_a, name="expired", available_until=timezone.now() - timedelta(minutes=5))
+    interval = 3
+    monkeypatch.setenv("OFFERS_UNLIST_INTERVAL_S", str(interval))  # read by the beat process's settings
     beat = CeleryBeat(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
                       log_path=tmp_path / "beat.log", queue=worker.queue, schedule=tmp_path / "beat-schedule")
     with beat:
-        interval = settings.CELERY_BEAT_SCHEDULE["unlist-expired-offers"]["schedule"]
         assert beat.wait_for_log("Sending due task unlist-expired-offers", timeout=interval + 30), beat.log()
         done = worker.wait_for_pattern(r"Task workers\.tasks\.offers\.unlist_expired_offers\[[0-9a-f-]+\] "
                                        r"succeeded in [0-9.]+s: (\d+)", timeout=30)
