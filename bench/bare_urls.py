@@ -3,7 +3,7 @@
 The bare view runs the very SQL that the search endpoint issued for the benchmark query (captured by
 bench/search_bench.py and passed in BENCH_BARE_SQL), on a plain cursor: no authentication, no query
 parsing, no pagination, no model instances, no serializer; the rows go out through DRF's JSON renderer.
-It runs the SQL on the cursor the search runs its page query on (`page_cursor`: a prepared statement on
+It runs the SQL on the cursor the search runs its page query on (`prepared_cursor`: a prepared statement on
 PostgreSQL), so neither endpoint plans the query per request and the floor is not raised by planning.
 The difference between the two endpoints is therefore only what the API layer adds. Only
 bench/settings.py loads this module.
@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker.urls import urlpatterns as product_urlpatterns
-from marketplace.selectors.offer_page_sql import page_cursor
+from marketplace.db_prepared import prepared_cursor
 
 BARE_SQL: list[str] = json.loads(os.environ.get("BENCH_BARE_SQL") or "[]")
 
@@ -33,7 +33,7 @@ class BareOfferView(APIView):
     def get(self, request: Request) -> Response:
         columns: list[str] = []
         rows: list[tuple] = []
-        with page_cursor() as cursor:
+        with prepared_cursor() as cursor:
             for sql in BARE_SQL:
                 cursor.execute(sql)
                 columns = [c[0] for c in cursor.description]

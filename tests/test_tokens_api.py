@@ -68,3 +68,20 @@ def test_anonymous_cannot_touch_tokens(anon):
     assert anon.get(URL).status_code == 401
     assert anon.post(URL, {"name": "x"}, format="json").status_code == 401
     assert ApiToken.objects.count() == 0
+
+
+def test_the_token_lookup_runs_prepared_and_revocation_still_applies_at_once(client_for, customer):
+    """On PostgreSQL every request's token lookup is a prepared statement (parsed and planned once per
+    connection, not per request); a revoked key must still be refused on the very next request."""
+    from django.db import connection
+
+    api = client_for(customer)
+    for _ in range(7):  # psycopg prepares a statement at its sixth execution (prepare_threshold 5)
+        assert api.get(URL).status_code == 200
+    if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("prepare_threshold"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                           ['%"key_hash" = $1%'])
+            assert cursor.fetchone()[0] == 1
+    ApiToken.objects.filter(user=customer).update(revoked_at="2026-01-01T00:00:00Z")
+    assert api.get(URL).status_code == 401

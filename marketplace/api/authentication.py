@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from marketplace.db_prepared import prepared_cursor
 from marketplace.models import ApiToken, User
 from marketplace.services.tokens import hash_key
 
@@ -51,11 +52,12 @@ def token_with_user(key_hash: str) -> ApiToken | None:
     """The unrevoked token with this key hash (id, user and last_used_at loaded) and its user, or None.
 
     One query on every request, so a revocation takes effect on the next request. Written as SQL because the ORM
-    compiling `select_related(...).filter(...).first()` cost more CPU than the database answering it; the
-    objects are built by `Model.from_db` from converted column values, as the ORM builds them.
+    compiling `select_related(...).filter(...).first()` cost more CPU than the database answering it, and run
+    prepared (parsed and planned once per connection); the objects are built by `Model.from_db` from converted
+    column values, as the ORM builds them.
     """
     lookup = _lookup()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(lookup.sql, [key_hash])
         row = cursor.fetchone()
     if row is None:

@@ -23,7 +23,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from django.db import connection
 from django.db.models import Field, FloatField, GeneratedField
 
@@ -199,33 +198,3 @@ def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, ta
              f"ORDER BY {probe_order} LIMIT {int(limit) + 1}")
     return (f"SELECT x.id FROM ({pairs}) k CROSS JOIN LATERAL ({probe}) x "
             f"ORDER BY {merge_order} LIMIT {int(limit) + 1}")
-
-
-class PreparedCursor(psycopg.Cursor):
-    """A server-side-binding cursor whose statements are prepared on the connection at first use."""
-
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
-                binary: bool | None = None) -> PreparedCursor:
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def page_cursor() -> Any:
-    """A cursor for the page query: on PostgreSQL, one that runs it as a prepared statement.
-
-    The page query's text depends only on the query's shape (which fields, operators, ordering, paging
-    direction), its values are parameters; prepared on the (persistent, CONN_MAX_AGE) connection, PostgreSQL
-    stops planning it per request (~1-1.5 ms) once it settles on the generic plan (after five executions,
-    when that plan is not costlier than the custom ones). psycopg keeps up to 100 prepared statements per
-    connection and deallocates the least recently used. Only this query is prepared: the rest of the app
-    keeps Django's client-side binding, whose cursors never prepare. Preparing needs the connection's
-    `prepare_threshold` (broker/settings.py sets it unless DB_PREPARED_STATEMENTS=false, for a transaction-mode
-    pooler); without it this cursor binds server-side and plans per execution. When Django logs queries
-    (DEBUG, or a test capturing them) the ordinary cursor runs it, so the logged SQL is the executable text
-    with its values (bench/search_bench.py replays it in the bare view); the text and results are the same.
-    """
-    if connection.vendor != "postgresql" or connection.queries_logged:
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(PreparedCursor(connection.connection))
