@@ -4,67 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.drivers import fake_servers
+from tests.drivers.fake_servers import SECRET, FakeAgent, Responder
 from workers.drivers.base import CapacityGoneError, JobSpec, JobState, TerminalDriverError, TransientDriverError
-from workers.drivers.http import H_NONCE, sign_response
+from workers.drivers.http import H_NONCE
 from workers.drivers.registry import get_driver
 
-SECRET = "fault-secret-0123456789abcdef"
 SPEC = JobSpec(order_id=1, idempotency_key="k", offer_external_id="o", nodes=1, accelerators_per_node=1,
                accelerator="NVIDIA T4", command="true", time_limit_s=60)
-
-# -> (status, body, sign it?), or None when the responder wrote (part of) an answer itself
-Responder = Callable[[BaseHTTPRequestHandler], tuple[int, bytes, bool] | None]
-
-
-class FakeAgent:
-    def __init__(self, respond: Responder) -> None:
-        handler = self._handler(respond)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @staticmethod
-    def _handler(respond: Responder) -> type[BaseHTTPRequestHandler]:
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                answer = respond(self)
-                if answer is None:
-                    self.close_connection = True
-                    return
-                status, body, signed = answer
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                if signed:
-                    nonce = self.headers.get(H_NONCE, "")
-                    for k, v in sign_response(secret=SECRET, status=status, request_nonce=nonce, body=body).items():
-                        self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _any  # noqa: N815
-
-            def log_message(self, *args) -> None:
-                pass
-
-        return Handler
-
-    def __enter__(self) -> FakeAgent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def driver_for(url: str, **kw):
@@ -73,30 +26,8 @@ def driver_for(url: str, **kw):
 
 @pytest.fixture
 def hanging_server() -> Iterator[str]:
-    """Accepts connections and reads, but never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
+    with fake_servers.hanging_server() as url:
+        yield url
 
 
 @pytest.mark.parametrize("call", ["create", "status", "logs", "usage", "terminate"])

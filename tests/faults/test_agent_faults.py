@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from marketplace.agents.services import agent_enroll
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services.reservations import free_units
 from tests.drivers.agent_process import AgentProcess, kill_leftovers
-from tests.drivers.test_agent_faults import FakeAgent
+from tests.drivers.fake_servers import FakeAgent, hanging_server
 from tests.faults.conftest import report_figures
 from tests.faults.support import place, place_quote
 from tests.orders.conftest import wait_for, wait_for_state
@@ -36,29 +34,8 @@ WORKER_ENV = {"ORDERS_DRIVER_TIMEOUT_S": "1"}  # a hanging agent costs 1 s per c
 
 @pytest.fixture
 def hanging_url() -> Iterator[str]:
-    """A server that accepts connections and reads, but never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(32)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
+    with hanging_server() as url:
+        yield url
 
 
 def agent_offer(make_node_offer, provider, url: str, nodes: int = 1):
