@@ -166,7 +166,8 @@ def test_page_query_matches_the_orm(world, query):
     if query == "":
         orderings = [*SORTABLE_FIELDS, *(f"-{f}" for f in SORTABLE_FIELDS)]
     elif query in ("accelerator!=A100", "network_gbps!=25", "accelerator=A100 count>=2"):
-        orderings += ["network_gbps", "-reliability", "total_memory_gb", "-interruptible_price_per_hour"]
+        orderings += ["network_gbps", "-reliability", "total_memory_gb", "-interruptible_price_per_hour",
+                      "price_per_accelerator_hour", "-price_per_accelerator_hour"]
     for ordering in orderings:
         expected = _walk(orm_offer_search, clauses, ordering, limit=7)
         got = _walk(offer_search, clauses, ordering, limit=7)
@@ -175,9 +176,10 @@ def test_page_query_matches_the_orm(world, query):
 
 
 def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
-    """On PostgreSQL a page by price with a named accelerator merges one index probe per (accelerator, count)
-    (`per_count_page_ids`), each probe limited to a page. Here one pair holds the whole cheap end, prices tie
-    across pairs, and a pair is unlisted or expired: every page, both keyset directions, must be the ORM's."""
+    """On PostgreSQL a page by price (or per-accelerator price) with a named accelerator merges one index probe per
+    (accelerator, count) (`per_count_page_ids`), each probe limited to a page. Here one pair holds the whole cheap
+    end, prices tie across pairs, and a pair is unlisted or expired: every page, both keyset directions, must be
+    the ORM's."""
     from django.db import connection
 
     provider = make_provider("Merge Cloud")
@@ -190,6 +192,9 @@ def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
         make_offer(provider, accelerator=h100, accelerator_count=count, price_per_hour=Decimal(4 + i % 2 * 20))
     for i in range(5):
         make_offer(provider, accelerator=mi300x, accelerator_count=(8, 4)[i % 2], price_per_hour=Decimal(2 + i))
+    # Per-accelerator prices tying across pairs (1.0 for x1, x2, x4 and x64), and x64 prices a 4th decimal apart.
+    for count, price in ((2, "2"), (1, "1"), (64, "64"), (64, "64.0001"), (64, "64.0002"), (64, "63.9999")):
+        make_offer(provider, accelerator=h100, accelerator_count=count, price_per_hour=Decimal(price))
     make_offer(provider, accelerator=h100, accelerator_count=3, price_per_hour=Decimal(1), status="draft")
     make_offer(provider, accelerator=h100, accelerator_count=16, price_per_hour=Decimal(1),
                available_until=now - timedelta(hours=1))
@@ -204,14 +209,17 @@ def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
     with connection.execute_wrapper(record):
         for query in queries:
             clauses = list(parse(query).clauses)
-            for ordering in ("price_per_hour", "-price_per_hour"):
+            for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
+                             "-price_per_accelerator_hour"):
                 for limit in (2, 5):
                     expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
                     got = _walk(offer_search, clauses, ordering, limit=limit)
                     assert got == expected, (query, ordering, limit)
                     assert expected[0][0]
-    if connection.vendor == "postgresql":
-        assert any("CROSS JOIN LATERAL" in s for s in statements)
+    if connection.vendor == "postgresql":  # by price and by per-accelerator price: the per-count probes
+        assert any("CROSS JOIN LATERAL" in s and 'AS key' in s and 'price_per_accelerator_hour" AS key' in s
+                   for s in statements)
+        assert any("CROSS JOIN LATERAL" in s and 's."price_per_hour" AS key' in s for s in statements)
     if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("prepare_threshold"):
         with connection.cursor() as cursor:  # and it ran as a prepared statement on this connection
             cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",

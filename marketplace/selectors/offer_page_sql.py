@@ -169,7 +169,8 @@ def select_list(q: PageQuery, row_columns: Sequence[str]) -> str:
 
 
 def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
-                       accelerator_ids: Sequence[int], descending: bool, reverse: bool, limit: int) -> str:
+                       accelerator_ids: Sequence[int], descending: bool, reverse: bool, limit: int,
+                       key: str = "price_per_hour") -> str:
     """The page's ids by price, one index range scan per (accelerator, count) pair, merged (PostgreSQL).
 
     The (status, accelerator, count, price) index holds each pair's offers in price order, so a page ordered
@@ -179,6 +180,12 @@ def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, ta
     accelerator has); every condition of the query still applies inside each probe, so the pairs only need
     to be a superset of those that match. `cte` collects the skip scan's parameters, which precede the
     probe's (`inner`) in the text; `inner_where` is the probe's condition written with `inner`.
+
+    `key` is the page's order: price_per_hour, or price_per_accelerator_hour, which within one pair is the price
+    divided by the pair's count, so each probe still walks the index in price order and the pages merge on the
+    per-accelerator price. That holds to the row (ties included): prices have 4 decimals and counts are at most
+    64, so two prices of a pair never round to one per-accelerator price (6 decimals) and the ties of one are the
+    ties of the other, broken by id alike.
     """
     status = cte.param("status", Offer.Status.LISTED)
     ids = ", ".join(cte.raw_param(int(i)) for i in accelerator_ids)
@@ -193,7 +200,7 @@ def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, ta
     probe_order = order_sql(f"s.{price}", nullable=False, descending=descending, reverse=reverse,
                             id_column='s."id"')
     merge_order = order_sql("x.key", nullable=False, descending=descending, reverse=reverse, id_column="x.id")
-    probe = (f'SELECT s."id" AS id, s.{price} AS key FROM {table} s{inner.joins()} '
+    probe = (f'SELECT s."id" AS id, s."{_column(key)}" AS key FROM {table} s{inner.joins()} '
              f"WHERE s.{acc} = k.acc AND s.{count} = k.n AND {inner_where} "
              f"ORDER BY {probe_order} LIMIT {int(limit) + 1}")
     return (f"SELECT x.id FROM ({pairs}) k CROSS JOIN LATERAL ({probe}) x "

@@ -228,6 +228,10 @@ def listed_offers() -> QuerySet[Offer]:
     return offer_queryset().filter(_listed())
 
 
+# Orders the per-(accelerator, count) index probes can serve (offer_page_sql.per_count_page_ids).
+PER_COUNT_KEYS = ("price_per_hour", "price_per_accelerator_hour")
+
+
 def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, position: Position | None = None,
                  limit: int = 50) -> tuple[list[Row], bool]:
     """One page of listed offers matching every clause, in order. Returns (rows, more_in_that_direction).
@@ -254,14 +258,15 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
     table = f'"{Offer._meta.db_table}"'
     named = [c for c in clauses if c.field == "accelerator" and c.op == "in"]
     probe_ids = accelerator_ids(named[0].value) if named else []
-    if connection.vendor == "postgresql" and column.path == "price_per_hour" and probe_ids:
+    if connection.vendor == "postgresql" and column.path in PER_COUNT_KEYS and probe_ids:
         cte, inner = sql.PageQuery("c"), sql.PageQuery("s", relation_prefix="s")
         # Each probe reads one named accelerator (k.acc), so the clause naming them is implied there; left in,
         # PostgreSQL's generic plan makes its `= ANY(...)` an index condition, which loses the index's price
         # order: every probe then reads and sorts all its entries (A100 count>=1: 2,000 per probe, 11 ms).
         page_ids = sql.per_count_page_ids(cte, inner, where(inner, named[0]), table=table,
                                           accelerator_ids=probe_ids,
-                                          descending=descending, reverse=backwards, limit=limit)
+                                          descending=descending, reverse=backwards, limit=limit,
+                                          key=column.path)
         outer_where = f"{outer.column('id')} IN ({page_ids})"
         outer.params.extend(cte.params)
         outer.params.extend(inner.params)
