@@ -243,7 +243,32 @@ def module_worker(django_db_setup, django_db_blocker, sim_namespace, tmp_path_fa
 def worker(transactional_db, module_worker, sim, private_queue, settings) -> OrdersWorker:
     """The module's worker; what this test's services enqueue after commit goes to its queue."""
     settings.CELERY_TASK_DEFAULT_QUEUE = module_worker.queue
-    return module_worker
+    yield module_worker
+    settle_before_flush(module_worker.queue)
+
+
+def settle_before_flush(queue: str, timeout: float = 10.0) -> None:
+    """Wait (at most `timeout`) until nothing waits in the module worker's queues and no other session is inside a
+    transaction on the test database. The flush that ends a transactional test (TRUNCATE) deadlocked once in CI
+    with a billing task the shared worker was still running for the test that had just finished."""
+    import redis
+
+    client = redis.Redis.from_url(_redis_url_or_skip())
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        busy = any(client.llen(q) for q in queues_for(base=queue)) or _other_sessions_in_transaction()
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.05)
+
+
+def _other_sessions_in_transaction() -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")
+        return cursor.fetchone()[0] > 0
 
 
 @pytest.fixture
