@@ -177,3 +177,47 @@ def test_the_client_address_behind_trusted_proxies(limits, make_user) -> None:
     limits.REST_FRAMEWORK = {**limits.REST_FRAMEWORK, "NUM_PROXIES": 1}
     proxied = APIRequestFactory().get("/", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
     assert throttling.client_address(proxied) == "203.0.113.7"  # what our proxy appended, not what came before
+
+
+def test_the_portal_shares_the_api_limits_on_recommendations_quotes_and_orders(limits, client_for, customer,
+                                                                               provider_a, make_offer) -> None:
+    """The portal's engine-backed forms (live recommendations, "Order this", ordering an offer) count against the
+    recommendations limit, its order form against the orders limit: each refusal is a 429 page that says why,
+    with Retry-After, and nothing is written."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.models import Quote
+    from marketplace.orders.models import Order
+    from tests.orders.conftest import alternative
+
+    browser = Client()
+    browser.force_login(customer)
+    form = {"template": "gpus", "accelerator": "H100", "count": "8", "nodes": "1", "duration_hours": "1"}
+    hx = {"HTTP_HX_REQUEST": "true"}
+    assert [browser.post("/recommend/", form, **hx).status_code for _ in range(2)] == [200, 200]
+    refused = browser.post("/recommend/", form, **hx)
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 60
+    assert b"Too many requests" in refused.content and b'id="recommend-errors"' in refused.content
+    quotes = Quote.objects.count()
+    answer = browser.post("/recommend/quote/", {"document": "{}", "offer_id": "1"}, follow=True)
+    assert answer.redirect_chain == [("/recommend/", 302)] and b"Too many requests" in answer.content
+    assert Quote.objects.count() == quotes
+    offer = make_offer(provider_a, external_id="portal-limits")
+    refused = browser.post(f"/offers/{offer.pk}/order/", {"nodes": "1", "duration_hours": "1"})
+    assert refused.status_code == 429 and b"Too many requests" in refused.content
+    assert Quote.objects.count() == quotes
+    # Orders: the API's two placements use up the limit the portal's order form shares.
+    api = client_for(customer)
+    assert [api.post("/api/v1/orders/", {}, format="json", HTTP_IDEMPOTENCY_KEY=f"k{i}").status_code
+            for i in range(2)] == [400, 400]
+    now = timezone.now()
+    quote = Quote.objects.create(user=customer, request={"resources": {"nodes": 1}}, objective="cost",
+                                 alternatives=[alternative(offer, 1)], created_at=now,
+                                 expires_at=now + timedelta(minutes=15))
+    refused = browser.post(f"/orders/new/{quote.id}/{offer.pk}/", {
+        "duration_hours": "1", "command": "python serve.py", "method": "credit", "idempotency_key": "p1"})
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 60
+    assert b"Too many requests" in refused.content
+    assert not Order.objects.filter(customer=customer).exists()

@@ -16,6 +16,7 @@ from marketplace.portal.recommend_form import DEFAULT_TEMPLATE, TEMPLATES, Recom
 from marketplace.portal.recommendations import chart_data, histogram, recommend_preview, relaxation_patch
 from marketplace.portal.views.access import signed_in
 from marketplace.services.quotes import quote_create
+from marketplace.throttling import page_rate_check
 
 
 def _results(form: RecommendForm) -> dict[str, Any]:
@@ -45,17 +46,35 @@ def recommend(request: HttpRequest) -> HttpResponse:
         form = RecommendForm(request.POST, template=template)
     else:
         form = RecommendForm(RecommendForm.initial_data(template), template=template)
+    # Each change of the form (htmx) runs the engine: the API's per-user limit (per address when signed out)
+    # applies here too. A refused update keeps the form and says why, with status 429 (portal.js swaps it in).
+    refusal = page_rate_check(request, "recommendations") if request.method == "POST" else None
+    if refusal is not None:
+        form.is_valid()
+        form.add_error(None, f"{refusal.reason} (in {refusal.retry_after_s} s)")
+        results: dict[str, Any] = {}
+    else:
+        results = _results(form)
     context = {"form": form, "templates": TEMPLATES.values(), "template": form.spec, "nav": "recommend",
-               **_results(form)}
+               **results}
+    status = 429 if refusal is not None else 200
     if request.headers.get("HX-Request") and request.method == "POST":
-        return render(request, "portal/recommend/_results.html", context)
-    return render(request, "portal/recommend/page.html", context)
+        response = render(request, "portal/recommend/_results.html", context, status=status)
+    else:
+        response = render(request, "portal/recommend/page.html", context, status=status)
+    if refusal is not None:
+        response["Retry-After"] = str(refusal.retry_after_s)
+    return response
 
 
 @signed_in
 @require_POST
 def quote(request: HttpRequest) -> HttpResponse:
     """“Order this”: lock today's prices in a quote for the request, and go to the order form for the option."""
+    refusal = page_rate_check(request, "recommendations")  # a quote runs the engine, as the API's quotes do
+    if refusal is not None:
+        messages.error(request, f"{refusal.reason} (in {refusal.retry_after_s} s)")
+        return redirect("portal:recommend")
     try:
         document = json.loads(request.POST.get("document", ""))
         offer_id = int(request.POST.get("offer_id", ""))

@@ -142,4 +142,11 @@
     initCharts(event.detail.elt);
     syncInvalid();
   });
+  /* A rate-limited update (429) carries the form's "too many requests" notice: show it like any other answer. */
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr && event.detail.xhr.status === 429) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
 })();
