@@ -235,3 +235,31 @@ def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
         # generic plan turned its `= ANY(...)` into an index condition that lost the index's price order.
         probes = [s.split("CROSS JOIN LATERAL", 1)[1] for s in statements if "CROSS JOIN LATERAL" in s]
         assert probes and not any('AND (s."accelerator_id" IN' in p for p in probes)
+
+
+def test_price_pages_naming_regions_merge_per_region_probes(world):
+    """On PostgreSQL a page by price that names regions (and no accelerator) merges one probe of the (status,
+    region, price) index per named region (`per_region_page_ids`); with a negated region clause, other filters and
+    both keyset directions every page must still be the ORM's (QUERIES above cover more region forms)."""
+    from django.db import connection
+
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        for query in ("region in [us-east,eu-*]", "region=eu-* region notin [eu-finland] count>=2",
+                      "region in [us-*] vendor=nvidia"):
+            clauses = list(parse(query).clauses)
+            for ordering in ("price_per_hour", "-price_per_hour"):
+                for limit in (2, 5):
+                    expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
+                    assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering)
+                    assert expected[0][0]
+    if connection.vendor == "postgresql":
+        probes = [s for s in statements if "AS rid" in s and "CROSS JOIN LATERAL" in s]
+        assert probes
+        # The clause naming the regions is not restated inside a probe (each probe reads one of them).
+        assert not any('AND (s."region_id" IN' in p.split("CROSS JOIN LATERAL", 1)[1] for p in probes)

@@ -129,6 +129,47 @@ def name_match_sql(q: PageQuery, path: str, values: Sequence[str]) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
+def region_match_sql(q: PageQuery, values: Sequence[str]) -> str:
+    """As `region=` in clause_q (key or energy zone, each by `_name_match`): the offer's region is one of the
+    matching regions (a semi-join on the small regions table). A page by price that names regions is read per
+    region instead (`per_region_page_ids`)."""
+    return f'{q.column("region")} IN ({region_ids_sql(q, values)})'
+
+
+def region_ids_sql(q: PageQuery, values: Sequence[str]) -> str:
+    """SELECT of the ids of the regions `region=` names (key or energy zone, each by `_name_match`)."""
+    table = Offer._meta.get_field("region").related_model._meta.db_table
+    like = connection.operators["startswith"]
+    parts = []
+    for column in ("key", "energy_zone"):
+        for value in values:
+            if value.endswith("*"):
+                pattern = connection.ops.prep_for_like_query(value[:-1]) + "%"
+                parts.append(f'rg."{column}" {like % q.raw_param(pattern)}')
+            else:
+                pattern = connection.ops.prep_for_like_query(value + "-") + "%"
+                parts.append(f'(rg."{column}" = {q.raw_param(value)} OR rg."{column}" {like % q.raw_param(pattern)})')
+    return f'SELECT rg."id" FROM "{table}" rg WHERE {" OR ".join(parts)}'
+
+
+def per_region_page_ids(regions: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
+                        values: Sequence[str], descending: bool, reverse: bool, limit: int) -> str:
+    """The page's ids by price, one range scan of the (status, region, price) index per named region, merged
+    (PostgreSQL; as `per_count_page_ids` does per accelerator and count). `regions` collects the region subquery's
+    parameters, which precede the probe's (`inner`) in the text; `inner_where` must not restate the region clause
+    (each probe reads one of its regions)."""
+    price = f'"{_column("price_per_hour")}"'
+    probe_order = order_sql(f"s.{price}", nullable=False, descending=descending, reverse=reverse,
+                            id_column='s."id"')
+    merge_order = order_sql("x.key", nullable=False, descending=descending, reverse=reverse, id_column="x.id")
+    probe = (f'SELECT s."id" AS id, s.{price} AS key FROM {table} s{inner.joins()} '
+             f'WHERE s."{_column("region")}" = k.rid AND {inner_where} '
+             f"ORDER BY {probe_order} LIMIT {int(limit) + 1}")
+    pairs = f"SELECT named.id AS rid FROM ({region_ids_sql(regions, values)}) named"
+    return (f"SELECT x.id FROM ({pairs}) k CROSS JOIN LATERAL ({probe}) x "
+            f"ORDER BY {merge_order} LIMIT {int(limit) + 1}")
+
+
 def listed_sql(q: PageQuery, now: datetime) -> str:
     status = f'{q.column("status")} = {q.param("status", Offer.Status.LISTED)}'
     until = q.column("available_until")
