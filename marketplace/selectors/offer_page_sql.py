@@ -158,14 +158,21 @@ def per_region_page_ids(regions: PageQuery, inner: PageQuery, inner_where: str, 
     (PostgreSQL; as `per_count_page_ids` does per accelerator and count). `regions` collects the region subquery's
     parameters, which precede the probe's (`inner`) in the text; `inner_where` must not restate the region clause
     (each probe reads one of its regions)."""
+    pairs = f"SELECT named.id AS rid FROM ({region_ids_sql(regions, values)}) named"
+    return merged_probes(pairs, f's."{_column("region")}" = k.rid', inner, inner_where, table=table,
+                         key="price_per_hour", descending=descending, reverse=reverse, limit=limit)
+
+
+def merged_probes(pairs: str, match: str, inner: PageQuery, inner_where: str, *, table: str, key: str,
+                  descending: bool, reverse: bool, limit: int) -> str:
+    """The page's ids: for each row `k` of the `pairs` query, the first limit+1 matching offers `s` in price order
+    (`match` ties `s` to `k`: one index range scan each), merged on the `key` column and cut to limit+1."""
     price = f'"{_column("price_per_hour")}"'
     probe_order = order_sql(f"s.{price}", nullable=False, descending=descending, reverse=reverse,
                             id_column='s."id"')
     merge_order = order_sql("x.key", nullable=False, descending=descending, reverse=reverse, id_column="x.id")
-    probe = (f'SELECT s."id" AS id, s.{price} AS key FROM {table} s{inner.joins()} '
-             f'WHERE s."{_column("region")}" = k.rid AND {inner_where} '
-             f"ORDER BY {probe_order} LIMIT {int(limit) + 1}")
-    pairs = f"SELECT named.id AS rid FROM ({region_ids_sql(regions, values)}) named"
+    probe = (f'SELECT s."id" AS id, s."{_column(key)}" AS key FROM {table} s{inner.joins()} '
+             f"WHERE {match} AND {inner_where} ORDER BY {probe_order} LIMIT {int(limit) + 1}")
     return (f"SELECT x.id FROM ({pairs}) k CROSS JOIN LATERAL ({probe}) x "
             f"ORDER BY {merge_order} LIMIT {int(limit) + 1}")
 
@@ -231,18 +238,12 @@ def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, ta
     status = cte.param("status", Offer.Status.LISTED)
     ids = ", ".join(cte.raw_param(int(i)) for i in accelerator_ids)
     status_again = cte.param("status", Offer.Status.LISTED)
-    count, acc, price = (f'"{_column(p)}"' for p in ("accelerator_count", "accelerator_id", "price_per_hour"))
+    count, acc = (f'"{_column(p)}"' for p in ("accelerator_count", "accelerator_id"))
     pairs = (f"WITH RECURSIVE k(acc, n) AS ("
              f"SELECT a.id, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status} "
              f"AND c.{acc} = a.id) FROM unnest(ARRAY[{ids}]::bigint[]) a(id) "
              f"UNION ALL SELECT k.acc, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status_again} "
              f"AND c.{acc} = k.acc AND c.{count} > k.n) FROM k WHERE k.n IS NOT NULL) "
              f"SELECT acc, n FROM k WHERE n IS NOT NULL")
-    probe_order = order_sql(f"s.{price}", nullable=False, descending=descending, reverse=reverse,
-                            id_column='s."id"')
-    merge_order = order_sql("x.key", nullable=False, descending=descending, reverse=reverse, id_column="x.id")
-    probe = (f'SELECT s."id" AS id, s."{_column(key)}" AS key FROM {table} s{inner.joins()} '
-             f"WHERE s.{acc} = k.acc AND s.{count} = k.n AND {inner_where} "
-             f"ORDER BY {probe_order} LIMIT {int(limit) + 1}")
-    return (f"SELECT x.id FROM ({pairs}) k CROSS JOIN LATERAL ({probe}) x "
-            f"ORDER BY {merge_order} LIMIT {int(limit) + 1}")
+    return merged_probes(pairs, f"s.{acc} = k.acc AND s.{count} = k.n", inner, inner_where, table=table, key=key,
+                         descending=descending, reverse=reverse, limit=limit)
