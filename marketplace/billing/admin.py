@@ -50,7 +50,7 @@ class JournalEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "owner_key", "currency", "created_at"]
+    list_display = ["id", "kind", "owner_key", "currency", "raw_balance_cents", "created_at"]
     list_filter = ["kind"]
     search_fields = ["owner_key"]
 
@@ -136,7 +136,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JournalLine)
-class JournalLineAdmin(admin.ModelAdmin):
+class JournalLineAdmin(ReadOnlyAdmin):  # lines are immutable: only the posting service writes them
     list_display = ("id", "entry", "account", "amount")
     search_fields = ("entry__key", "account__owner_key")
     raw_id_fields = ("entry", "account")

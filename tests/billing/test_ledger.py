@@ -121,3 +121,39 @@ def test_money_rounding_and_fee_split():
     assert platform_fee(D("3.25"), D("10")) == (D("0.33"), D("2.92"))
     assert platform_fee(D("0.05"), D("10")) == (D("0.01"), D("0.04"))
     assert platform_fee(D("9.99"), D("12.5")) == (D("1.25"), D("8.74"))
+
+
+def test_a_customer_credit_balance_is_kept_in_its_row_and_read_without_summing_the_lines(accounts, customer):
+    """Placement and every meter run read the credit balance: it must not cost a SUM over the customer's whole
+    history. post_entry keeps it in the account row (whole cents) in the entry's transaction; a replayed key and a
+    rolled-back posting leave it alone; other accounts are still summed from their lines."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.billing.models import LedgerAccount
+    from marketplace.billing.services import ledger
+    from marketplace.billing.services.orders import credit_available
+
+    def kept(account) -> int | None:
+        return LedgerAccount.objects.get(pk=account.pk).raw_balance_cents
+
+    assert (kept(accounts["credit"]), kept(accounts["clearing"]), kept(accounts["payable"])) == (0, None, None)
+    with transaction.atomic():
+        for i in range(5):  # top-ups of 10.01 each, then usage of 0.07 each
+            ledger.post_entry(key=f"topup:{i}", kind="topup",
+                              lines=[(accounts["clearing"], D("10.01")), (accounts["credit"], D("-10.01"))])
+            ledger.post_entry(key=f"usage:{i}", kind="usage",
+                              lines=[(accounts["credit"], D("0.07")), (accounts["payable"], D("-0.07"))])
+        ledger.post_entry(key="topup:0", kind="topup",  # a replay: no new lines, no change
+                          lines=[(accounts["clearing"], D("10.01")), (accounts["credit"], D("-10.01"))])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ledger.post_entry(key="rolled-back", kind="topup",
+                          lines=[(accounts["clearing"], D("1.00")), (accounts["credit"], D("-1.00"))])
+        raise RuntimeError("the state change failed")
+    assert kept(accounts["credit"]) == -4970  # credit-normal: 5 x -10.01 + 5 x 0.07
+    assert ledger.sum_lines(accounts["credit"].lines.all()) == D("-49.70")
+    with CaptureQueriesContext(connection) as queries:
+        balance, available = credit_available(customer)
+    assert (balance, str(balance)) == (D("49.70"), "49.70")
+    assert not [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"].upper()]
+    assert ledger.balance(accounts["payable"]) == D("0.35")  # summed from its lines

@@ -119,6 +119,9 @@ def _check_invariants(fake, customers) -> None:
     for account in LedgerAccount.objects.all():
         by_python = sum((line.amount for line in account.lines.all()), D("0"))
         assert ledger.raw_balance(account) == by_python, account
+        # a customer credit balance kept in the account row (whole cents) agrees with its lines; others keep none
+        kept = LedgerAccount.objects.get(pk=account.pk).raw_balance_cents
+        assert kept == (int(by_python * 100) if account.kind == "customer_credit" else None), account
         grouped = JournalLine.objects.filter(account=account).values("account").annotate(total=Sum("amount"))
         assert [D(str(g["total"])).quantize(D("0.01")) for g in grouped] == ([by_python] if grouped else [])
     for customer in customers:

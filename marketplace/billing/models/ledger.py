@@ -34,6 +34,11 @@ class LedgerAccount(models.Model):
                                  related_name="ledger_accounts")
     currency = models.CharField(max_length=3, default="usd")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The sum of the account's lines in cents, kept by the posting service in the transaction that writes them, for
+    # customer credit accounts only: their balance is read on every order placement and every meter run, where
+    # summing a customer's whole history (a usage entry per meter run) would grow without bound. NULL elsewhere
+    # (those balances are summed from the lines). Whole cents: exact on SQLite too.
+    raw_balance_cents = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["kind", "owner_key"]

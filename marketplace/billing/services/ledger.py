@@ -1,7 +1,9 @@
 """Posting to the double-entry ledger. The only writer of JournalEntry/JournalLine.
 
 `post_entry` is idempotent by key and refuses an entry whose lines do not sum to zero, that mixes currencies,
-or that carries an amount not rounded to the cent. Balances are always computed from the lines.
+or that carries an amount not rounded to the cent. Balances are sums of the lines: computed from them, except a
+customer credit account's, which post_entry keeps in the account row (`raw_balance_cents`) in the same
+transaction as the lines (tests/billing/test_ledger_properties.py checks the two agree after any sequence).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from marketplace.billing.models import AccountKind, JournalEntry, JournalLine, LedgerAccount
 from marketplace.billing.models.ledger import CREDIT_NORMAL
 from marketplace.billing.money import CURRENCY, ZERO, round_money
+
+# Accounts whose balance is kept in their row (raw_balance_cents) as well as summed from their lines.
+KEPT = (AccountKind.CUSTOMER_CREDIT,)
 
 
 class LedgerError(Exception):
@@ -34,7 +39,7 @@ def ledger_account(kind: str, *, customer=None, provider=None, currency: str = C
     try:
         with transaction.atomic():
             return LedgerAccount.objects.create(kind=kind, owner_key=owner, currency=currency, customer=customer,
-                                                provider=provider)
+                                                provider=provider, raw_balance_cents=0 if kind in KEPT else None)
     except IntegrityError:
         return LedgerAccount.objects.get(kind=kind, owner_key=owner, currency=currency)
 
@@ -72,6 +77,10 @@ def post_entry(*, key: str, kind: str, lines: Iterable[tuple[LedgerAccount, Deci
         with transaction.atomic():
             entry = JournalEntry.objects.create(key=key, kind=kind, order_id=order_id, memo=memo[:200])
             JournalLine.objects.bulk_create(JournalLine(entry=entry, account=a, amount=x) for a, x in kept)
+            for account, amount in sorted(kept, key=lambda line: line[0].pk):
+                if account.kind in KEPT:
+                    LedgerAccount.objects.filter(pk=account.pk).update(
+                        raw_balance_cents=F("raw_balance_cents") + int(amount * 100))
     except IntegrityError:
         existing = JournalEntry.objects.get(key=key)  # posted concurrently by another delivery of the same work
         _check_same(existing, kept)
@@ -93,7 +102,11 @@ def sum_lines(lines) -> Decimal:
 
 
 def raw_balance(account: LedgerAccount) -> Decimal:
-    """Sum of the account's lines (debits positive)."""
+    """Sum of the account's lines (debits positive): read from the account row where post_entry keeps it."""
+    if account.kind in KEPT:
+        cents = LedgerAccount.objects.filter(pk=account.pk).values_list("raw_balance_cents", flat=True).first()
+        if cents is not None:
+            return Decimal(cents).scaleb(-2)
     return sum_lines(account.lines.all())
 
 
