@@ -263,3 +263,31 @@ def test_price_pages_naming_regions_merge_per_region_probes(world):
         assert probes
         # The clause naming the regions is not restated inside a probe (each probe reads one of them).
         assert not any('AND (s."region_id" IN' in p.split("CROSS JOIN LATERAL", 1)[1] for p in probes)
+
+
+def test_price_pages_filtered_by_count_merge_per_count_probes(world):
+    """On PostgreSQL a page by price or per-accelerator price filtered by accelerator count (no accelerator or
+    region named) merges one probe of the (status, count, price) index per admitted count
+    (`per_node_count_page_ids`); every count operator, other filters and both keyset directions must give the
+    ORM's pages."""
+    from django.db import connection
+
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        for query in ("count>=4", "count>=2 interconnect=nvlink", "count in [1,8] vendor!=amd", "count!=4",
+                      "count notin [1,2] count<8", "count=2 price_per_hour<=12.5"):
+            clauses = list(parse(query).clauses)
+            for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
+                             "-price_per_accelerator_hour"):
+                for limit in (2, 5):
+                    expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
+                    assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering)
+                    assert expected[0][0], query
+    if connection.vendor == "postgresql":
+        probes = [s for s in statements if "WITH RECURSIVE d(n)" in s and "CROSS JOIN LATERAL" in s]
+        assert len(probes) >= 6 * 4 * 2

@@ -18,7 +18,7 @@ an oracle and compares the two for every field and operator, every ordering, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -161,6 +161,25 @@ def per_region_page_ids(regions: PageQuery, inner: PageQuery, inner_where: str, 
     pairs = f"SELECT named.id AS rid FROM ({region_ids_sql(regions, values)}) named"
     return merged_probes(pairs, f's."{_column("region")}" = k.rid', inner, inner_where, table=table,
                          key="price_per_hour", descending=descending, reverse=reverse, limit=limit)
+
+
+def per_node_count_page_ids(counts: PageQuery, allowed: Callable[[PageQuery], str], inner: PageQuery,
+                            inner_where: str, *, table: str, descending: bool, reverse: bool, limit: int,
+                            key: str = "price_per_hour") -> str:
+    """The page's ids by price (or per-accelerator price: within one count the same order), one range scan of the
+    (status, count, price) index per accelerator count that the count clauses admit (`allowed(counts)` writes them
+    on the counts, alias "k"), merged (PostgreSQL). The counts come from a recursive skip scan of that index, one
+    descent per distinct count; `counts` collects its parameters, which precede the probe's (`inner`) in the
+    text; `inner_where` need not restate the count clauses (each probe reads one admitted count)."""
+    count = f'"{_column("accelerator_count")}"'
+    status = counts.param("status", Offer.Status.LISTED)
+    status_again = counts.param("status", Offer.Status.LISTED)
+    distinct = (f"WITH RECURSIVE d(n) AS (SELECT (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status}) "
+                f"UNION ALL SELECT (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status_again} "
+                f"AND c.{count} > d.n) FROM d WHERE d.n IS NOT NULL) SELECT n AS {count} FROM d WHERE n IS NOT NULL")
+    pairs = f"SELECT k.{count} FROM ({distinct}) k WHERE {allowed(counts)}"
+    return merged_probes(pairs, f"s.{count} = k.{count}", inner, inner_where, table=table, key=key,
+                         descending=descending, reverse=reverse, limit=limit)
 
 
 def merged_probes(pairs: str, match: str, inner: PageQuery, inner_where: str, *, table: str, key: str,
