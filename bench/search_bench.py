@@ -1,6 +1,6 @@
 """Offer search under load: GET /api/v1/offers/ over 100,000 offers in PostgreSQL, beside a bare DRF view.
 
-    python -m bench.search_bench [--offers 100000] [--seconds 10] [--connections 32] [--keep-db]
+    python -m bench.search_bench [--offers 100000] [--seconds 12] [--rounds 3] [--connections 32] [--keep-db]
 
 1. Creates its own database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_broker;
    dropped and created again), migrates it and loads the demo catalog (`manage.py load_demo`; or
@@ -9,8 +9,9 @@
    node sizes, regions and providers keep the catalog's distribution; prices are jittered by +-20 %.
 3. Starts gunicorn (2 sync workers, a free port on 127.0.0.1) with bench/settings.py, which adds the bare
    view of bench/bare_urls.py, and checks that both endpoints return the same 50 offers.
-4. Drives each endpoint with --connections connections for --seconds after a warm-up, and prints req/s,
-   p50/p99 latency, errors, the ratio search/bare and PASS/FAIL against the targets:
+4. Drives each endpoint with --connections connections for --seconds after a warm-up, in --rounds alternating
+   rounds (bare, search, bare, search, ...: drift of the machine during the run weighs on both alike), and prints
+   req/s, p50/p99 latency (p99: the worst round's), errors, the ratio search/bare and PASS/FAIL against the targets:
    search req/s >= 0.5 x bare req/s, and search p99 <= 100 ms.
 Exits 1 when a target is missed or a request failed. Results also go to bench/results/search.json.
 """
@@ -116,6 +117,15 @@ def capture_search_sql(search_path: str, token: str) -> list[str]:
     return statements
 
 
+def combined(parts: list[LoadResult]) -> LoadResult:
+    """One endpoint's rounds as one result: requests and time summed; p50 the rounds' median p50, p99 the worst
+    round's (a percentile of the merged latencies is not recoverable from the rounds' percentiles)."""
+    p50s = sorted(r.p50_ms for r in parts)
+    return LoadResult(tool=parts[0].tool, requests=sum(r.requests for r in parts),
+                      seconds=sum(r.seconds for r in parts), errors=sum(r.errors for r in parts),
+                      p50_ms=p50s[len(p50s) // 2], p99_ms=max(r.p99_ms for r in parts))
+
+
 # --- report -------------------------------------------------------------------------------------------------
 
 def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, args: argparse.Namespace,
@@ -127,7 +137,7 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
     print()
     print(f"Offer search over {offers:,} offers ({matches:,} match the query), PostgreSQL {server_version},")
     print(f"  gunicorn {GUNICORN_WORKERS} sync workers, {args.connections} connections, {args.seconds:g} s "
-          f"each, load from {search.tool}")
+          f"each in {args.rounds} alternating rounds (p99: the worst round's), load from {search.tool}")
     print(f"  search: GET /api/v1/offers/?q={SEARCH_QUERY}&ordering=price_per_hour "
           "(token auth, 50 per page)")
     print("  bare:   a DRF view running the search's offer SQL on a cursor: AllowAny, no parsing, "
@@ -148,7 +158,7 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
               "view at 257-341 req/s with it, 503-520 with wrk); install wrk for figures comparable to targets")
     write_results("search", {
         "offers": offers, "matches": matches, "query": SEARCH_QUERY, "connections": args.connections,
-        "seconds": args.seconds, "workers": GUNICORN_WORKERS, "tool": search.tool,
+        "seconds": args.seconds, "rounds": args.rounds, "workers": GUNICORN_WORKERS, "tool": search.tool,
         "bare": {"rps": bare.rps, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms, "errors": bare.errors},
         "search": {"rps": search.rps, "p50_ms": search.p50_ms, "p99_ms": search.p99_ms,
                    "errors": search.errors},
@@ -162,7 +172,8 @@ def report(bare: LoadResult, search: LoadResult, *, offers: int, matches: int, a
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Offer search vs a bare DRF view under gunicorn.")
     parser.add_argument("--offers", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=12.0, help="per endpoint, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/search rounds")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--catalog", help="import this SkyPilot catalog folder instead of load_demo")
@@ -237,13 +248,19 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{matches} matches")
             print(f"search_bench: both endpoints return the same {len(search_ids)} offers; load for "
                   f"{args.warmup:g}+{args.seconds:g} s each", flush=True)
-            results = {}
-            for name, path, headers in (("bare", bare_path, {}), ("search", search_path, auth)):
-                url = f"http://127.0.0.1:{port}{path}"
-                run_load(url, headers=headers, connections=args.connections, seconds=args.warmup,
-                         tool=args.loadgen)
-                results[name] = run_load(url, headers=headers, connections=args.connections,
-                                         seconds=args.seconds, tool=args.loadgen)
+            endpoints = (("bare", bare_path, {}), ("search", search_path, auth))
+            for _name, path, headers in endpoints:
+                run_load(f"http://127.0.0.1:{port}{path}", headers=headers, connections=args.connections,
+                         seconds=args.warmup, tool=args.loadgen)
+            # Alternating rounds (bare, search, bare, search, ...): a machine that slows down or speeds up during
+            # the run (other tenants, CPU frequency) then weighs on both endpoints alike instead of on one.
+            rounds: dict[str, list[LoadResult]] = {name: [] for name, _, _ in endpoints}
+            for _ in range(args.rounds):
+                for name, path, headers in endpoints:
+                    rounds[name].append(run_load(f"http://127.0.0.1:{port}{path}", headers=headers,
+                                                 connections=args.connections, seconds=args.seconds / args.rounds,
+                                                 tool=args.loadgen))
+            results = {name: combined(parts) for name, parts in rounds.items()}
         finally:
             stop(server)
         ok = report(results["bare"], results["search"], offers=offers, matches=matches, args=args,
