@@ -117,14 +117,18 @@ def numeric_sql(q: PageQuery, path: str, op: str, value: Any) -> str:
 
 def name_match_sql(q: PageQuery, path: str, values: Sequence[str]) -> str:
     """As `_name_match`: exact, or hyphen-segment prefix; 'x*' is a plain prefix."""
-    column = q.column(path)
+    return _name_match(q, q.column(path), values, lambda value: q.param(path, value))
+
+
+def _name_match(q: PageQuery, column: str, values: Sequence[str], exact: Callable[[str], str]) -> str:
+    """`_name_match` on a column's SQL; `exact(value)` writes the placeholder of an exact match."""
     like = connection.operators["startswith"]
     parts = []
     for value in values:
         if value.endswith("*"):
             parts.append(f"{column} {like % q.raw_param(connection.ops.prep_for_like_query(value[:-1]) + '%')}")
         else:
-            parts.append(f"({column} = {q.param(path, value)} OR {column} "
+            parts.append(f"({column} = {exact(value)} OR {column} "
                          f"{like % q.raw_param(connection.ops.prep_for_like_query(value + '-') + '%')})")
     return "(" + " OR ".join(parts) + ")"
 
@@ -139,17 +143,41 @@ def region_match_sql(q: PageQuery, values: Sequence[str]) -> str:
 def region_ids_sql(q: PageQuery, values: Sequence[str]) -> str:
     """SELECT of the ids of the regions `region=` names (key or energy zone, each by `_name_match`)."""
     table = Offer._meta.get_field("region").related_model._meta.db_table
-    like = connection.operators["startswith"]
-    parts = []
-    for column in ("key", "energy_zone"):
-        for value in values:
-            if value.endswith("*"):
-                pattern = connection.ops.prep_for_like_query(value[:-1]) + "%"
-                parts.append(f'rg."{column}" {like % q.raw_param(pattern)}')
-            else:
-                pattern = connection.ops.prep_for_like_query(value + "-") + "%"
-                parts.append(f'(rg."{column}" = {q.raw_param(value)} OR rg."{column}" {like % q.raw_param(pattern)})')
-    return f'SELECT rg."id" FROM "{table}" rg WHERE {" OR ".join(parts)}'
+    matches = [_name_match(q, f'rg."{column}"', values, q.raw_param) for column in ("key", "energy_zone")]
+    return f'SELECT rg."id" FROM "{table}" rg WHERE {" OR ".join(matches)}'
+
+
+def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
+                       accelerator_ids: Sequence[int], descending: bool, reverse: bool, limit: int,
+                       key: str = "price_per_hour") -> str:
+    """The page's ids by price, one index range scan per (accelerator, count) pair, merged (PostgreSQL).
+
+    The (status, accelerator, count, price) index holds each pair's offers in price order, so a page ordered
+    by price needs at most `limit` entries from each pair instead of a top-n sort over every matching entry
+    (~5,600 for `accelerator=H100 count>=8 price_per_hour<=40` over 100,000 offers: 5.7 ms of execution,
+    0.3 ms this way). The pairs come from a recursive skip scan of that index (one descent per count an
+    accelerator has); every condition of the query still applies inside each probe, so the pairs only need
+    to be a superset of those that match. `cte` collects the skip scan's parameters, which precede the
+    probe's (`inner`) in the text; `inner_where` is the probe's condition written with `inner`.
+
+    `key` is the page's order: price_per_hour, or price_per_accelerator_hour, which within one pair is the price
+    divided by the pair's count, so each probe still walks the index in price order and the pages merge on the
+    per-accelerator price. That holds to the row (ties included): prices have 4 decimals and counts are at most
+    64, so two prices of a pair never round to one per-accelerator price (6 decimals) and the ties of one are the
+    ties of the other, broken by id alike.
+    """
+    status = cte.param("status", Offer.Status.LISTED)
+    ids = ", ".join(cte.raw_param(int(i)) for i in accelerator_ids)
+    status_again = cte.param("status", Offer.Status.LISTED)
+    count, acc = (f'"{_column(p)}"' for p in ("accelerator_count", "accelerator_id"))
+    pairs = (f"WITH RECURSIVE k(acc, n) AS ("
+             f"SELECT a.id, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status} "
+             f"AND c.{acc} = a.id) FROM unnest(ARRAY[{ids}]::bigint[]) a(id) "
+             f"UNION ALL SELECT k.acc, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status_again} "
+             f"AND c.{acc} = k.acc AND c.{count} > k.n) FROM k WHERE k.n IS NOT NULL) "
+             f"SELECT acc, n FROM k WHERE n IS NOT NULL")
+    return merged_probes(pairs, f"s.{acc} = k.acc AND s.{count} = k.n", inner, inner_where, table=table, key=key,
+                         descending=descending, reverse=reverse, limit=limit)
 
 
 def per_region_page_ids(regions: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
@@ -232,37 +260,3 @@ def seek_sql(q: PageQuery, path: str, *, nullable: bool, descending: bool, backw
 
 def select_list(q: PageQuery, row_columns: Sequence[str]) -> str:
     return ", ".join(f'{q.column(path)} AS "{path}"' for path in row_columns)
-
-
-
-def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
-                       accelerator_ids: Sequence[int], descending: bool, reverse: bool, limit: int,
-                       key: str = "price_per_hour") -> str:
-    """The page's ids by price, one index range scan per (accelerator, count) pair, merged (PostgreSQL).
-
-    The (status, accelerator, count, price) index holds each pair's offers in price order, so a page ordered
-    by price needs at most `limit` entries from each pair instead of a top-n sort over every matching entry
-    (~5,600 for `accelerator=H100 count>=8 price_per_hour<=40` over 100,000 offers: 5.7 ms of execution,
-    0.3 ms this way). The pairs come from a recursive skip scan of that index (one descent per count an
-    accelerator has); every condition of the query still applies inside each probe, so the pairs only need
-    to be a superset of those that match. `cte` collects the skip scan's parameters, which precede the
-    probe's (`inner`) in the text; `inner_where` is the probe's condition written with `inner`.
-
-    `key` is the page's order: price_per_hour, or price_per_accelerator_hour, which within one pair is the price
-    divided by the pair's count, so each probe still walks the index in price order and the pages merge on the
-    per-accelerator price. That holds to the row (ties included): prices have 4 decimals and counts are at most
-    64, so two prices of a pair never round to one per-accelerator price (6 decimals) and the ties of one are the
-    ties of the other, broken by id alike.
-    """
-    status = cte.param("status", Offer.Status.LISTED)
-    ids = ", ".join(cte.raw_param(int(i)) for i in accelerator_ids)
-    status_again = cte.param("status", Offer.Status.LISTED)
-    count, acc = (f'"{_column(p)}"' for p in ("accelerator_count", "accelerator_id"))
-    pairs = (f"WITH RECURSIVE k(acc, n) AS ("
-             f"SELECT a.id, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status} "
-             f"AND c.{acc} = a.id) FROM unnest(ARRAY[{ids}]::bigint[]) a(id) "
-             f"UNION ALL SELECT k.acc, (SELECT min(c.{count}) FROM {table} c WHERE c.\"status\" = {status_again} "
-             f"AND c.{acc} = k.acc AND c.{count} > k.n) FROM k WHERE k.n IS NOT NULL) "
-             f"SELECT acc, n FROM k WHERE n IS NOT NULL")
-    return merged_probes(pairs, f"s.{acc} = k.acc AND s.{count} = k.n", inner, inner_where, table=table, key=key,
-                         descending=descending, reverse=reverse, limit=limit)
