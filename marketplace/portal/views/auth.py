@@ -16,8 +16,9 @@ from marketplace.portal.forms import SignInForm, SignUpForm, TokenForm, apply_do
 from marketplace.portal.selectors import tokens_of
 from marketplace.portal.services import account_signup
 from marketplace.portal.views.access import signed_in
+from marketplace.portal.views.limits import refused_post, render_refused
 from marketplace.services.tokens import token_create, token_revoke
-from marketplace.throttling import page_rate_check, signin_check
+from marketplace.throttling import signin_check
 
 
 def _landing(user) -> str:
@@ -91,14 +92,9 @@ class SignOutView(LogoutView):
 def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     new_key = None
-    refusal = page_rate_check(request, "tokens") if request.method == "POST" else None
-    if refusal is not None:
-        form.cleaned_data = {}
-        form.add_error(None, f"{refusal.reason} (in {refusal.retry_after_s} s)")
-        response = render(request, "portal/auth/tokens.html",
-                          {"form": form, "tokens": tokens_of(request.user), "nav": "tokens"}, status=429)
-        response["Retry-After"] = str(refusal.retry_after_s)
-        return response
+    if refusal := refused_post(request, "tokens", form):
+        return render_refused(request, "portal/auth/tokens.html",
+                              {"form": form, "tokens": tokens_of(request.user), "nav": "tokens"}, refusal)
     if request.method == "POST" and form.is_valid():
         try:
             token, new_key = token_create(user=request.user, name=form.cleaned_data["name"])

@@ -27,9 +27,9 @@ from marketplace.orders.services.placement import JobInput, PaymentInput, Placem
 from marketplace.portal.forms import OfferOrderForm, OrderForm, apply_domain_error
 from marketplace.portal.orders import order_progress
 from marketplace.portal.views.access import signed_in
+from marketplace.portal.views.limits import refused_post, render_refused
 from marketplace.selectors.offers import offer_visible
 from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired
-from marketplace.throttling import page_rate_check
 
 LIVE_POLL_SECONDS = 2
 
@@ -84,15 +84,10 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
     form = OrderForm(request.POST or None, initial={
         "duration_hours": _default_hours(option), "idempotency_key": uuid.uuid4().hex, "saved_card": saved,
         "method": "card" if saved or credit["available"] <= 0 else "credit", "card": "" if saved else "pm_card_visa"})
-    refusal = page_rate_check(request, "orders") if request.method == "POST" else None  # the API's limit
-    if refusal is not None:
-        form.is_valid()
-        form.add_error(None, f"{refusal.reason} (in {refusal.retry_after_s} s)")
-        response = render(request, "portal/orders/new.html", {
-            "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form,
-            "credit": credit}, status=429)
-        response["Retry-After"] = str(refusal.retry_after_s)
-        return response
+    context = {"nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form,
+               "credit": credit}
+    if refusal := refused_post(request, "orders", form):
+        return render_refused(request, "portal/orders/new.html", context, refusal)
     if request.method == "POST" and form.is_valid():
         placement = _placement(form, quote, option)
         if placement is not None:
@@ -114,9 +109,7 @@ def order_new(request: HttpRequest, quote_id: UUID, offer_id: int) -> HttpRespon
                     messages.success(request, f"Order {order.pk} placed and paid: capacity is reserved and the job "
                                               f"is queued.")
                 return redirect("portal:order-detail", pk=order.pk)
-    return render(request, "portal/orders/new.html", {
-        "nav": "orders", "quote": quote, "option": option, "expired": quote_is_expired(quote), "form": form,
-        "credit": credit})
+    return render(request, "portal/orders/new.html", {**context, "form": form})
 
 
 def _explained(exc: DomainError) -> DomainError:
@@ -137,14 +130,9 @@ def offer_order(request: HttpRequest, offer_id: int) -> HttpResponse:
         messages.error(request, f"Offer {offer_id} is not listed.")
         return redirect("portal:offers")
     form = OfferOrderForm(request.POST or None)
-    refusal = page_rate_check(request, "recommendations") if request.method == "POST" else None  # a quote
-    if refusal is not None:
-        form.is_valid()
-        form.add_error(None, f"{refusal.reason} (in {refusal.retry_after_s} s)")
-        response = render(request, "portal/orders/offer.html", {"nav": "offers", "offer": offer, "form": form},
-                          status=429)
-        response["Retry-After"] = str(refusal.retry_after_s)
-        return response
+    if refusal := refused_post(request, "recommendations", form):  # a quote runs the engine
+        return render_refused(request, "portal/orders/offer.html", {"nav": "offers", "offer": offer, "form": form},
+                              refusal)
     if request.method == "POST" and form.is_valid():
         try:
             quote = quote_for_offer(request.user, offer_id, form.cleaned_data["nodes"],

@@ -15,6 +15,7 @@ from marketplace.errors import DomainError
 from marketplace.portal.recommend_form import DEFAULT_TEMPLATE, TEMPLATES, RecommendForm
 from marketplace.portal.recommendations import chart_data, histogram, recommend_preview, relaxation_patch
 from marketplace.portal.views.access import signed_in
+from marketplace.portal.views.limits import refused_post, render_refused
 from marketplace.services.quotes import quote_create
 from marketplace.throttling import page_rate_check
 
@@ -48,23 +49,12 @@ def recommend(request: HttpRequest) -> HttpResponse:
         form = RecommendForm(RecommendForm.initial_data(template), template=template)
     # Each change of the form (htmx) runs the engine: the API's per-user limit (per address when signed out)
     # applies here too. A refused update keeps the form and says why, with status 429 (portal.js swaps it in).
-    refusal = page_rate_check(request, "recommendations") if request.method == "POST" else None
-    if refusal is not None:
-        form.is_valid()
-        form.add_error(None, f"{refusal.reason} (in {refusal.retry_after_s} s)")
-        results: dict[str, Any] = {}
-    else:
-        results = _results(form)
+    refusal = refused_post(request, "recommendations", form)
     context = {"form": form, "templates": TEMPLATES.values(), "template": form.spec, "nav": "recommend",
-               **results}
-    status = 429 if refusal is not None else 200
-    if request.headers.get("HX-Request") and request.method == "POST":
-        response = render(request, "portal/recommend/_results.html", context, status=status)
-    else:
-        response = render(request, "portal/recommend/page.html", context, status=status)
-    if refusal is not None:
-        response["Retry-After"] = str(refusal.retry_after_s)
-    return response
+               **({} if refusal else _results(form))}
+    partial = bool(request.headers.get("HX-Request")) and request.method == "POST"
+    page = "portal/recommend/_results.html" if partial else "portal/recommend/page.html"
+    return render_refused(request, page, context, refusal) if refusal else render(request, page, context)
 
 
 @signed_in
