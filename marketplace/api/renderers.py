@@ -16,6 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.utils import encoders
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+_DRF_DEFAULT = encoders.JSONEncoder().default  # stateless: one encoder serves every response
 _LINE_SEPARATORS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
 
 
@@ -26,7 +27,7 @@ class FastJSONRenderer(JSONRenderer):
             return b""
         if self.compact and self.get_indent(accepted_media_type, renderer_context or {}) is None:
             try:
-                out = orjson.dumps(data, default=encoders.JSONEncoder().default, option=_OPTIONS)
+                out = orjson.dumps(data, default=_DRF_DEFAULT, option=_OPTIONS)
             except orjson.JSONEncodeError:
                 pass
             else:
