@@ -110,6 +110,15 @@ def raw_balance(account: LedgerAccount) -> Decimal:
     return sum_lines(account.lines.all())
 
 
+def loaded_balance(account: LedgerAccount) -> Decimal:
+    """`balance` of an account the caller has just read or locked: a kept balance is taken from the row as loaded
+    (no second read); any other is summed from its lines."""
+    if account.kind in KEPT and account.raw_balance_cents is not None:
+        raw = Decimal(account.raw_balance_cents).scaleb(-2)
+        return -raw if account.kind in CREDIT_NORMAL else raw
+    return balance(account)
+
+
 def balance(account: LedgerAccount) -> Decimal:
     """The balance on the account's natural side (credit-normal accounts shown positive when in credit)."""
     raw = raw_balance(account)

@@ -81,10 +81,10 @@ def lock_charge(order_id: int) -> OrderCharge:
 
 def credit_available(user, *, lock: bool = False) -> tuple[Decimal, Decimal]:
     """(balance, available) of the customer's prepaid credit; available includes an operator's overdraft."""
-    account = ledger.customer_credit_account(user)
+    account = ledger.customer_credit_account(user)  # read just now: its kept balance is current
     if lock:
-        LedgerAccount.objects.select_for_update().filter(pk=account.pk).first()
-    balance = ledger.balance(account)
+        account = LedgerAccount.objects.select_for_update().get(pk=account.pk)
+    balance = ledger.loaded_balance(account)
     return balance, balance + customer_billing(user).overdraft_limit
 
 
