@@ -35,7 +35,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
                                        "init_command": "PRAGMA journal_mode=WAL;"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
-elif env_bool("DB_PREPARED_STATEMENTS", True):
+else:
+    # Django's PostgreSQL backend with a health check that polls the socket before it asks the server
+    # (broker/db_backends/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "broker.db_backends.postgresql"
+if DATABASES["default"]["ENGINE"] == "broker.db_backends.postgresql" and env_bool("DB_PREPARED_STATEMENTS", True):
     # psycopg may prepare statements on the connection (Django turns this off, for transaction-mode poolers such
     # as PgBouncer < 1.21: set DB_PREPARED_STATEMENTS=false behind one). Only server-side-binding cursors prepare:
     # the offer search's page query (marketplace/selectors/offer_page_sql.py); the ORM keeps client-side binding.
@@ -169,6 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "marketplace.api.negotiation.ContentNegotiation",
     "DEFAULT_RENDERER_CLASSES": ["marketplace.api.renderers.FastJSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

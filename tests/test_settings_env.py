@@ -85,7 +85,7 @@ def test_production_environment_starts_hardened() -> None:
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown == {
-        "DEBUG": False, "SECRET_KEY": "k" * 50, "ENGINE": "django.db.backends.postgresql", "NAME": "broker",
+        "DEBUG": False, "SECRET_KEY": "k" * 50, "ENGINE": "broker.db_backends.postgresql", "NAME": "broker",
         "HOST": "db.internal", "PORT": 5433, "USER": "app", "BROKER": "rediss://cache.internal:6380/2",
         "QUEUE": "prod", "ALLOWED_HOSTS": ["broker.example", "api.example"], "MAX": 2048,
         "SSL_REDIRECT": True, "HSTS": 31536000,

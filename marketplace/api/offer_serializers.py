@@ -19,28 +19,6 @@ def must_be_positive(value: float) -> None:
         raise serializers.ValidationError("Ensure this value is greater than 0.")
 
 
-# Output field -> key of the selector's row dict (marketplace.selectors.offers.ROW_COLUMNS).
-ROW_KEYS = {
-    "id": "id", "external_id": "external_id", "name": "name", "status": "status", "source": "source",
-    "provider": "provider__slug", "provider_name": "provider__name", "accelerator": "accelerator__canonical_name",
-    "vendor": "accelerator__vendor", "stack": "accelerator__stack_family", "count": "accelerator_count",
-    "memory_gb": "accelerator_memory_gb", "total_memory_gb": "total_memory_gb",
-    "bf16_tflops": "accelerator__bf16_tflops", "fp64_tflops": "accelerator__fp64_tflops", "vcpus": "vcpus",
-    "ram_gb": "ram_gb", "disk_gb": "disk_gb", "interconnect": "interconnect", "inter_node": "inter_node",
-    "network_gbps": "network_gbps", "region": "region__key", "country": "region__country",
-    "carbon_gco2_per_kwh": "region__grid_ci_gco2_per_kwh", "nodes_available": "nodes_available",
-    "upstream_cloud": "upstream_cloud",
-}
-# Output field -> (row key, decimal places): money and hours as fixed-point strings, like DRF's DecimalField.
-DECIMAL_KEYS = {
-    "reliability": ("provider__reliability_score", Decimal("0.001")),
-    "price_per_hour": ("price_per_hour", Decimal("0.0001")),
-    "price_per_accelerator_hour": ("price_per_accelerator_hour", Decimal("0.000001")),
-    "interruptible_price_per_hour": ("interruptible_price_per_hour", Decimal("0.0001")),
-    "min_rental_hours": ("min_rental_hours", Decimal("0.01")),
-}
-
-
 class OfferSerializer(serializers.Serializer):
     """A search result or an offer's detail, from a selector row. Money is a decimal string in USD.
 
@@ -83,14 +61,37 @@ class OfferSerializer(serializers.Serializer):
     upstream_cloud = serializers.CharField()
 
     def to_representation(self, row: dict) -> dict:
-        out = {name: row[key] for name, key in ROW_KEYS.items()}
-        for name, (key, places) in DECIMAL_KEYS.items():
-            value = row[key]
-            out[name] = None if value is None else format(Decimal(value).quantize(places), "f")
+        # One dict display, no loops: this runs for every row of every search page. tests/test_offer_serializer.py
+        # checks it against the declared fields and a field-by-field rendering of the same rows.
         until = row["available_until"]
-        out["available_until"] = None if until is None else _iso(until)
-        out["provider_verified"] = row["provider__verification_status"] == "verified"
-        return out
+        return {
+            "id": row["id"], "external_id": row["external_id"], "name": row["name"], "status": row["status"],
+            "source": row["source"], "provider": row["provider__slug"], "provider_name": row["provider__name"],
+            "accelerator": row["accelerator__canonical_name"], "vendor": row["accelerator__vendor"],
+            "stack": row["accelerator__stack_family"], "count": row["accelerator_count"],
+            "memory_gb": row["accelerator_memory_gb"], "total_memory_gb": row["total_memory_gb"],
+            "bf16_tflops": row["accelerator__bf16_tflops"], "fp64_tflops": row["accelerator__fp64_tflops"],
+            "vcpus": row["vcpus"], "ram_gb": row["ram_gb"], "disk_gb": row["disk_gb"],
+            "interconnect": row["interconnect"], "inter_node": row["inter_node"],
+            "network_gbps": row["network_gbps"], "region": row["region__key"], "country": row["region__country"],
+            "carbon_gco2_per_kwh": row["region__grid_ci_gco2_per_kwh"], "nodes_available": row["nodes_available"],
+            "upstream_cloud": row["upstream_cloud"],
+            "reliability": _fixed(row["provider__reliability_score"], _PLACES_3),
+            "price_per_hour": _fixed(row["price_per_hour"], _PLACES_4),
+            "price_per_accelerator_hour": _fixed(row["price_per_accelerator_hour"], _PLACES_6),
+            "interruptible_price_per_hour": _fixed(row["interruptible_price_per_hour"], _PLACES_4),
+            "min_rental_hours": _fixed(row["min_rental_hours"], _PLACES_2),
+            "available_until": None if until is None else _iso(until),
+            "provider_verified": row["provider__verification_status"] == "verified",
+        }
+
+
+_PLACES_2, _PLACES_3, _PLACES_4, _PLACES_6 = (Decimal(10) ** -n for n in (2, 3, 4, 6))
+
+
+def _fixed(value: Decimal | None, places: Decimal) -> str | None:
+    """A decimal as DRF's DecimalField writes it: fixed point, exactly `places` decimals."""
+    return None if value is None else format(value.quantize(places), "f")
 
 
 def _iso(value: datetime) -> str:

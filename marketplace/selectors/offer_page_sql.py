@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -34,6 +35,7 @@ _ALIAS = {"provider": "p", "accelerator": "a", "region": "r"}
 _FLOAT = FloatField()
 
 
+@cache
 def _field(path: str) -> Field:
     """The model field behind an ORM path of NUMERIC or ROW_COLUMNS (the total-memory annotation is a float)."""
     if path == "total_memory_gb":
@@ -85,6 +87,7 @@ class PageQuery:
         return "".join(parts)
 
 
+@cache
 def _column(path: str) -> str:
     field = Offer._meta.get_field(path) if "__" not in path else None
     if field is not None:
@@ -258,5 +261,15 @@ def seek_sql(q: PageQuery, path: str, *, nullable: bool, descending: bool, backw
             f"OR {id_column} {lt} {q.raw_param(last_id)}))")
 
 
-def select_list(q: PageQuery, row_columns: Sequence[str]) -> str:
-    return ", ".join(f'{q.column(path)} AS "{path}"' for path in row_columns)
+def select_list(q: PageQuery, row_columns: tuple[str, ...]) -> str:
+    text, relations = _select_list(q.offer, q.prefix, row_columns)
+    q.relations.update(relations)
+    return text
+
+
+@cache
+def _select_list(offer_alias: str, prefix: str, row_columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    """The select list's text and the relations it joins: the same on every request, so built once."""
+    q = PageQuery(offer_alias, prefix)
+    return ", ".join(f'{q.column(path)} AS "{path}"' for path in row_columns), frozenset(q.relations)
+
