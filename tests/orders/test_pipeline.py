@@ -329,7 +329,7 @@ def test_reconciler_lease_lets_one_run_at_a_time(db):
     assert lease_acquire(LEASE_NAME, "two", now + timedelta(seconds=121)) is True  # the holder crashed: it ran out
     lease_release(LEASE_NAME, "two")
     assert reconcile(now=now).as_dict() == {"expired": 0, "redriven": 0, "failed_stuck": 0, "orphan_reservations": 0,
-                                            "outbox_sent": 0, "outbox_failed": 0}
+                                            "units_repaired": 0, "outbox_sent": 0, "outbox_failed": 0}
 
 
 def test_logs_are_stored_once_in_order(customer, offer_a, make_quote, sim):

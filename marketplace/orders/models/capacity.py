@@ -4,6 +4,12 @@ The database refuses double booking by itself: a unit has at most one *active* r
 index on `unit` where `active`, which PostgreSQL and SQLite both enforce). The Python check in
 services/reservations.py is only the fast path. Units beyond the offer's current `nodes_available` are marked
 retired (kept for history; never reserved again).
+
+`held` mirrors "has an active reservation", written in the same transaction as the reservation (reserve,
+release, the reconciler's orphan release; the reconciler also repairs any drift). It is what lets reserving find
+the lowest free units through a partial index in O(log n), however many units are held: the anti-join on active
+reservations alone read every held unit below the first free one (~1 ms per order at 1,200 held units, 12 ms
+with the table's statistics stale). The anti-join stays in the query as a guard, over the few candidates only.
 """
 
 from __future__ import annotations
@@ -16,10 +22,17 @@ class CapacityUnit(models.Model):
     offer = models.ForeignKey("marketplace.Offer", on_delete=models.CASCADE, related_name="capacity_units")
     index = models.PositiveIntegerField()
     retired = models.BooleanField(default=False)
+    held = models.BooleanField(default=False, help_text="Has an active reservation (kept with the reservations).")
 
     class Meta:
         ordering = ["offer", "index"]
         constraints = [models.UniqueConstraint(fields=["offer", "index"], name="capacity_unit_unique_index")]
+        indexes = [
+            # The free units of an offer, lowest index first: what reserving reads.
+            models.Index(fields=["offer", "index"], condition=Q(retired=False, held=False), name="capacity_unit_free"),
+            # Whether a retired unit lies below nodes_available (units out of step with the offer).
+            models.Index(fields=["offer", "index"], condition=Q(retired=True), name="capacity_unit_retired"),
+        ]
 
     def __str__(self) -> str:
         return f"offer {self.offer_id} unit {self.index}"

@@ -27,8 +27,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.orders import config
-from marketplace.orders.models import Lease, Order, Reservation
-from marketplace.orders.services import outbox
+from marketplace.orders.models import CapacityUnit, Lease, Order, Reservation
+from marketplace.orders.services import outbox, reservations
 from marketplace.orders.services.lifecycle import TASK_METER, TASK_POLL, TASK_PROVISION, TASK_STOP, locked, note
 from marketplace.orders.services.transitions import order_begin_stop, order_expire, order_fail
 from marketplace.orders.states import FINAL, IN_FLIGHT, State
@@ -46,6 +46,7 @@ class ReconcileReport:
     redriven: int = 0
     failed_stuck: int = 0
     orphan_reservations: int = 0
+    units_repaired: int = 0
     outbox_sent: int = 0
     outbox_failed: int = 0
 
@@ -76,6 +77,7 @@ def reconcile(now: datetime | None = None) -> ReconcileReport | None:
         report.expired = _expire_reservations(now)
         report.redriven, report.failed_stuck = _redrive_stuck(now, skip=outbox.pending_order_ids(now))
         report.orphan_reservations = _release_orphans(now)
+        report.units_repaired = reservations.repair_held()
         relayed: list[list] = []
         report.outbox_sent, report.outbox_failed = outbox.relay_pending(now, sent_args=relayed)
         _relayed_is_progress({args[0] for args in relayed if args}, now)
@@ -147,8 +149,9 @@ def _relayed_is_progress(order_ids: set[int], now: datetime) -> None:
 
 def _release_orphans(now: datetime) -> int:
     with transaction.atomic():
-        released = Reservation.objects.filter(active=True, order__state__in=[s.value for s in FINAL]).update(
-            active=False, released_at=now, release_reason="order finished (reconciler)")
+        orphans = Reservation.objects.filter(active=True, order__state__in=[s.value for s in FINAL])
+        CapacityUnit.objects.filter(pk__in=orphans.values("unit_id")).update(held=False)
+        released = orphans.update(active=False, released_at=now, release_reason="order finished (reconciler)")
         if released:
             catalog_bump()  # the freed nodes show in search again
     return released

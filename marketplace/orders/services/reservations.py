@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
@@ -36,33 +37,42 @@ def capacity_sync(offer: Offer) -> None:
 
 
 def _in_step(offer: Offer) -> bool:
-    """One query: the live units are exactly 0..nodes_available-1."""
-    live = CapacityUnit.objects.filter(offer_id=offer.pk, retired=False).aggregate(n=Count("pk"), top=Max("index"))
+    """Whether the live units can be trusted to be 0..nodes_available-1: the highest live unit is
+    nodes_available-1 and no retired unit lies below it. Two index probes, whatever the number of units. (A unit
+    row missing below nodes_available, which only capacity_sync creates, would pass: it means less capacity, never
+    more, and reserve() syncs when it finds too few free units.)"""
     wanted = offer.nodes_available
-    return live["n"] == wanted and (wanted == 0 or live["top"] == wanted - 1)
+    units = CapacityUnit.objects.filter(offer_id=offer.pk)
+    top = units.filter(retired=False).order_by("-index").values_list("index", flat=True).first()
+    if wanted == 0:
+        return top is None
+    return top == wanted - 1 and not units.filter(retired=True, index__lt=wanted).exists()
 
 
 def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
-    """Up to `nodes` free unit ids, read together with the in-step check of _in_step (one query: the live units'
-    count and top index as scalar subqueries). None when the units are not in step (or none is free: then the
-    check runs on its own) and the caller syncs them first."""
-    live = CapacityUnit.objects.filter(offer_id=offer.pk, retired=False).order_by().values("offer_id")
+    """Up to `nodes` free unit ids, read together with the in-step check of _in_step (one query: the highest live
+    unit and whether a retired unit lies below nodes_available, as scalar subqueries). None when the units are not
+    in step (or none is free: then the check runs on its own) and the caller syncs them first."""
+    wanted = offer.nodes_available
+    units = CapacityUnit.objects.filter(offer_id=offer.pk).order_by()
     rows = list(free_units(offer.pk).annotate(
-        live_n=Subquery(live.annotate(n=Count("pk")).values("n")),
-        live_top=Subquery(live.annotate(top=Max("index")).values("top")),
-    ).values_list("pk", "live_n", "live_top")[:nodes])
+        live_top=Subquery(units.filter(retired=False).order_by("-index").values("index")[:1]),
+        gap=Exists(units.filter(retired=True, index__lt=wanted)),
+    ).values_list("pk", "live_top", "gap")[:nodes])
     if not rows:
         return [] if _in_step(offer) else None
-    wanted = offer.nodes_available
-    _, n, top = rows[0]
-    if n != wanted or (wanted and top != wanted - 1):
+    _, top, gap = rows[0]
+    if gap or top != wanted - 1:
         return None
     return [pk for pk, _, _ in rows]
 
 
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
-    held = Reservation.objects.filter(unit_id=OuterRef("pk"), active=True)
-    return CapacityUnit.objects.filter(offer_id=offer_id, retired=False).filter(~Exists(held)).order_by("index")
+    """The offer's free units, lowest index first (the partial index capacity_unit_free). `held` is the fast
+    path; the anti-join on active reservations, run over these candidates only, is the guard."""
+    active = Reservation.objects.filter(unit_id=OuterRef("pk"), active=True)
+    return (CapacityUnit.objects.filter(offer_id=offer_id, retired=False, held=False).filter(~Exists(active))
+            .order_by("index"))
 
 
 LOCKED_FIELDS = ("id", "provider_id", "status", "nodes_available", "driver", "accelerator_count")
@@ -94,7 +104,7 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     if offer is None or offer.status != Offer.Status.LISTED or offer.nodes_available < nodes:
         return None
     units = _free_units_in_step(offer, nodes)
-    if units is None:
+    if units is None or len(units) < nodes:
         capacity_sync(offer)
         units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
     if len(units) < nodes:
@@ -102,17 +112,41 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     held = Reservation.objects.bulk_create([
         Reservation(order=order, unit_id=unit, offer_id=offer.pk, attempt=attempt, expires_at=expires_at)
         for unit in units])
+    CapacityUnit.objects.filter(pk__in=units).update(held=True)
     catalog_bump()
     return held
 
 
 def release(order: Order, *, reason: str, now: datetime) -> int:
     """Free every unit the order holds. Returns how many were released."""
-    released = Reservation.objects.filter(order_id=order.pk, active=True).update(
-        active=False, released_at=now, release_reason=reason[:100])
+    active = Reservation.objects.filter(order_id=order.pk, active=True)
+    CapacityUnit.objects.filter(pk__in=active.values("unit_id")).update(held=False)
+    released = active.update(active=False, released_at=now, release_reason=reason[:100])
     if released:
         catalog_bump()
     return released
+
+
+@transaction.atomic
+def repair_held(limit: int = 1000) -> int:
+    """Make units' `held` agree with their reservations again; returns how many were fixed. The reconciler runs
+    it: the services keep the two together, so only a reservation changed outside them (by hand in the database)
+    leaves them apart. The suspects are locked before they are re-read, each re-read a statement of its own (a new
+    snapshot): a reservation or release committing meanwhile is seen, or waits for this transaction."""
+    active = Reservation.objects.filter(unit_id=OuterRef("pk"), active=True)
+    suspects = [
+        *CapacityUnit.objects.filter(held=True).exclude(Exists(active)).values_list("pk", flat=True)[:limit],
+        *CapacityUnit.objects.filter(held=False, pk__in=Reservation.objects.filter(active=True).values("unit_id"))
+        .values_list("pk", flat=True)[:limit],
+    ]
+    if not suspects:
+        return 0
+    list(CapacityUnit.objects.select_for_update().filter(pk__in=suspects).order_by("offer_id", "index")
+         .values_list("pk", flat=True))
+    suspect = CapacityUnit.objects.filter(pk__in=suspects)
+    freed = suspect.filter(held=True).exclude(Exists(active)).update(held=False)
+    taken = suspect.filter(held=False).filter(Exists(active)).update(held=True)
+    return freed + taken
 
 
 def confirm(order: Order) -> int:
