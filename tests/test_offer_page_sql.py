@@ -238,9 +238,10 @@ def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
 
 
 def test_price_pages_naming_regions_merge_per_region_probes(world):
-    """On PostgreSQL a page by price that names regions (and no accelerator) merges one probe of the (status,
-    region, price) index per named region (`per_region_page_ids`); with a negated region clause, other filters and
-    both keyset directions every page must still be the ORM's (QUERIES above cover more region forms)."""
+    """On PostgreSQL a page by price or per-accelerator price that names regions (and no accelerator) merges one
+    probe of the (status, region, price) or (status, region, per-accelerator price) index per named region
+    (`per_region_page_ids`); with a negated region clause, other filters and both keyset directions every page
+    must still be the ORM's (QUERIES above cover more region forms)."""
     from django.db import connection
 
     statements = []
@@ -253,7 +254,8 @@ def test_price_pages_naming_regions_merge_per_region_probes(world):
         for query in ("region in [us-east,eu-*]", "region=eu-* region notin [eu-finland] count>=2",
                       "region in [us-*] vendor=nvidia"):
             clauses = list(parse(query).clauses)
-            for ordering in ("price_per_hour", "-price_per_hour"):
+            for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
+                             "-price_per_accelerator_hour"):
                 for limit in (2, 5):
                     expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
                     assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering)
@@ -261,6 +263,8 @@ def test_price_pages_naming_regions_merge_per_region_probes(world):
     if connection.vendor == "postgresql":
         probes = [s for s in statements if "AS rid" in s and "CROSS JOIN LATERAL" in s]
         assert probes
+        # By per-accelerator price each probe reads in that order (counts differ within a region).
+        assert any('ORDER BY s."price_per_accelerator_hour"' in p for p in probes)
         # The clause naming the regions is not restated inside a probe (each probe reads one of them).
         assert not any('AND (s."region_id" IN' in p.split("CROSS JOIN LATERAL", 1)[1] for p in probes)
 

@@ -102,6 +102,8 @@ class Offer(models.Model):
             models.Index(fields=["status", "accelerator", "accelerator_count", "price_per_hour"],
                          include=["available_until", "id"], name="offer_listed_acc_count_price"),
             models.Index(fields=["status", "region", "price_per_hour"], name="offer_listed_region_price"),
+            # Pages by per-accelerator price naming regions: one probe per region (selectors/offers.py).
+            models.Index(fields=["status", "region", "price_per_accelerator_hour"], name="offer_listed_region_ppah"),
             # Pages by price filtered by accelerator count alone: one probe per count (selectors/offers.py).
             models.Index(fields=["status", "accelerator_count", "price_per_hour"], name="offer_listed_count_price"),
             models.Index(fields=["provider", "status"], name="offer_provider_status"),

@@ -184,14 +184,16 @@ def per_count_page_ids(cte: PageQuery, inner: PageQuery, inner_where: str, *, ta
 
 
 def per_region_page_ids(regions: PageQuery, inner: PageQuery, inner_where: str, *, table: str,
-                        values: Sequence[str], descending: bool, reverse: bool, limit: int) -> str:
-    """The page's ids by price, one range scan of the (status, region, price) index per named region, merged
-    (PostgreSQL; as `per_count_page_ids` does per accelerator and count). `regions` collects the region subquery's
-    parameters, which precede the probe's (`inner`) in the text; `inner_where` must not restate the region clause
-    (each probe reads one of its regions)."""
+                        values: Sequence[str], descending: bool, reverse: bool, limit: int,
+                        key: str = "price_per_hour") -> str:
+    """The page's ids by price (or per-accelerator price), one range scan of the (status, region, price) index (or
+    (status, region, per-accelerator price)) per named region, merged (PostgreSQL; as `per_count_page_ids` does per
+    accelerator and count). `regions` collects the region subquery's parameters, which precede the probe's
+    (`inner`) in the text; `inner_where` must not restate the region clause (each probe reads one of its
+    regions). Within a region the node counts differ, so each probe is ordered by `key` itself."""
     pairs = f"SELECT named.id AS rid FROM ({region_ids_sql(regions, values)}) named"
     return merged_probes(pairs, f's."{_column("region")}" = k.rid', inner, inner_where, table=table,
-                         key="price_per_hour", descending=descending, reverse=reverse, limit=limit)
+                         key=key, probe_key=key, descending=descending, reverse=reverse, limit=limit)
 
 
 def per_node_count_page_ids(counts: PageQuery, allowed: Callable[[PageQuery], str], inner: PageQuery,
@@ -214,11 +216,12 @@ def per_node_count_page_ids(counts: PageQuery, allowed: Callable[[PageQuery], st
 
 
 def merged_probes(pairs: str, match: str, inner: PageQuery, inner_where: str, *, table: str, key: str,
-                  descending: bool, reverse: bool, limit: int) -> str:
-    """The page's ids: for each row `k` of the `pairs` query, the first limit+1 matching offers `s` in price order
-    (`match` ties `s` to `k`: one index range scan each), merged on the `key` column and cut to limit+1."""
-    price = f'"{_column("price_per_hour")}"'
-    probe_order = order_sql(f"s.{price}", nullable=False, descending=descending, reverse=reverse,
+                  descending: bool, reverse: bool, limit: int, probe_key: str = "price_per_hour") -> str:
+    """The page's ids: for each row `k` of the `pairs` query, the first limit+1 matching offers `s` in `probe_key`
+    order (`match` ties `s` to `k`: one index range scan each; price, whose order within one accelerator count is
+    also the per-accelerator price's), merged on the `key` column and cut to limit+1."""
+    probe_column = f'"{_column(probe_key)}"'
+    probe_order = order_sql(f"s.{probe_column}", nullable=False, descending=descending, reverse=reverse,
                             id_column='s."id"')
     merge_order = order_sql("x.key", nullable=False, descending=descending, reverse=reverse, id_column="x.id")
     probe = (f'SELECT s."id" AS id, s."{_column(key)}" AS key FROM {table} s{inner.joins()} '
