@@ -107,3 +107,14 @@ def walk(node: dict):
     yield node
     for child in node.get("Plans", []):
         yield from walk(child)
+
+
+def test_a_unit_whose_held_flag_drifted_is_not_booked_twice(customer, provider_a, make_node_offer, make_quote):
+    offer = make_node_offer(provider_a, nodes=3)
+    quote = make_quote(customer, [offer])
+    first = place(customer, quote, "k1")
+    CapacityUnit.objects.filter(offer=offer, index=0).update(held=False)  # drift: unit 0 is still reserved
+    second = place(customer, quote, "k2")  # the guard drops unit 0; the fallback finds unit 1
+    assert Reservation.objects.get(order=first, active=True).unit.index == 0
+    assert Reservation.objects.get(order=second, active=True).unit.index == 1
+    assert active_indexes(offer) == [0, 1]

@@ -10,9 +10,10 @@ transactions ever chose the same unit, the second INSERT fails and its whole tra
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
@@ -52,19 +53,35 @@ def _in_step(offer: Offer) -> bool:
 def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
     """Up to `nodes` free unit ids, read together with the in-step check of _in_step (one query: the highest live
     unit and whether a retired unit lies below nodes_available, as scalar subqueries). None when the units are not
-    in step (or none is free: then the check runs on its own) and the caller syncs them first."""
-    wanted = offer.nodes_available
-    units = CapacityUnit.objects.filter(offer_id=offer.pk).order_by()
-    rows = list(free_units(offer.pk).annotate(
-        live_top=Subquery(units.filter(retired=False).order_by("-index").values("index")[:1]),
-        gap=Exists(units.filter(retired=True, index__lt=wanted)),
-    ).values_list("pk", "live_top", "gap")[:nodes])
+    in step (or none is free: then the check runs on its own) and the caller syncs them first.
+
+    Written as SQL (the same text for every placement; the ORM spent ~1 ms compiling it, five times the database's
+    time): the first `nodes` units of the partial index capacity_unit_free, then the guard against an active
+    reservation on just those. A candidate the guard drops (`held` out of step) leaves fewer than `nodes`, and the
+    caller falls back to a sync and the full `free_units` query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_free_units_sql(), [offer.pk, offer.pk, offer.nodes_available, offer.pk, int(nodes)])
+        rows = cursor.fetchall()
     if not rows:
         return [] if _in_step(offer) else None
     _, top, gap = rows[0]
+    wanted = offer.nodes_available
     if gap or top != wanted - 1:
         return None
     return [pk for pk, _, _ in rows]
+
+
+@cache
+def _free_units_sql() -> str:
+    unit, reservation = CapacityUnit._meta, Reservation._meta
+    units, held_by = f'"{unit.db_table}"', f'"{reservation.db_table}"'
+    return (f'SELECT c."id", (SELECT u."index" FROM {units} u WHERE u."offer_id" = %s AND NOT u."retired" '
+            f'ORDER BY u."index" DESC LIMIT 1), EXISTS(SELECT 1 FROM {units} u WHERE u."offer_id" = %s AND '
+            f'u."retired" AND u."index" < %s) '
+            f'FROM (SELECT f."id", f."index" FROM {units} f WHERE f."offer_id" = %s AND NOT f."retired" AND '
+            f'NOT f."held" ORDER BY f."index" LIMIT %s) c '
+            f'WHERE NOT EXISTS (SELECT 1 FROM {held_by} r WHERE r."unit_id" = c."id" AND r."active") '
+            f'ORDER BY c."index"')
 
 
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
