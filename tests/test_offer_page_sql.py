@@ -198,24 +198,9 @@ def test_price_pages_merged_per_count_match_the_orm(make_offer, make_provider):
     make_offer(provider, accelerator=h100, accelerator_count=3, price_per_hour=Decimal(1), status="draft")
     make_offer(provider, accelerator=h100, accelerator_count=16, price_per_hour=Decimal(1),
                available_until=now - timedelta(hours=1))
-    statements = []
-
-    def record(execute, sql, params, many, context):
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    queries = ["accelerator=H100", "accelerator in [H100,MI300X] count>=2", "accelerator=H100 price_per_hour<=4",
-               "accelerator in [MI300X,H100] accelerator!=MI300X"]
-    with connection.execute_wrapper(record):
-        for query in queries:
-            clauses = list(parse(query).clauses)
-            for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
-                             "-price_per_accelerator_hour"):
-                for limit in (2, 5):
-                    expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
-                    got = _walk(offer_search, clauses, ordering, limit=limit)
-                    assert got == expected, (query, ordering, limit)
-                    assert expected[0][0]
+    statements = _price_pages_match_the_orm(["accelerator=H100", "accelerator in [H100,MI300X] count>=2",
+                                             "accelerator=H100 price_per_hour<=4",
+                                             "accelerator in [MI300X,H100] accelerator!=MI300X"])
     if connection.vendor == "postgresql":  # by price and by per-accelerator price: the per-count probes
         assert any("CROSS JOIN LATERAL" in s and 'AS key' in s and 'price_per_accelerator_hour" AS key' in s
                    for s in statements)
@@ -244,22 +229,8 @@ def test_price_pages_naming_regions_merge_per_region_probes(world):
     must still be the ORM's (QUERIES above cover more region forms)."""
     from django.db import connection
 
-    statements = []
-
-    def record(execute, sql, params, many, context):
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        for query in ("region in [us-east,eu-*]", "region=eu-* region notin [eu-finland] count>=2",
-                      "region in [us-*] vendor=nvidia"):
-            clauses = list(parse(query).clauses)
-            for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
-                             "-price_per_accelerator_hour"):
-                for limit in (2, 5):
-                    expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
-                    assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering)
-                    assert expected[0][0]
+    statements = _price_pages_match_the_orm(["region in [us-east,eu-*]", "region in [us-*] vendor=nvidia",
+                                             "region=eu-* region notin [eu-finland] count>=2"])
     if connection.vendor == "postgresql":
         probes = [s for s in statements if "AS rid" in s and "CROSS JOIN LATERAL" in s]
         assert probes
@@ -276,6 +247,18 @@ def test_price_pages_filtered_by_count_merge_per_count_probes(world):
     ORM's pages."""
     from django.db import connection
 
+    statements = _price_pages_match_the_orm(["count>=4", "count>=2 interconnect=nvlink", "count in [1,8] vendor!=amd",
+                                             "count!=4", "count notin [1,2] count<8", "count=2 price_per_hour<=12.5"])
+    if connection.vendor == "postgresql":
+        probes = [s for s in statements if "WITH RECURSIVE d(n)" in s and "CROSS JOIN LATERAL" in s]
+        assert len(probes) >= 6 * 4 * 2
+
+
+def _price_pages_match_the_orm(queries: list[str]) -> list[str]:
+    """Every page of each query, by price and by per-accelerator price, both directions, pages of 2 and of 5, must
+    be the ORM's (and not empty). Returns the SQL that ran."""
+    from django.db import connection
+
     statements = []
 
     def record(execute, sql, params, many, context):
@@ -283,15 +266,12 @@ def test_price_pages_filtered_by_count_merge_per_count_probes(world):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        for query in ("count>=4", "count>=2 interconnect=nvlink", "count in [1,8] vendor!=amd", "count!=4",
-                      "count notin [1,2] count<8", "count=2 price_per_hour<=12.5"):
+        for query in queries:
             clauses = list(parse(query).clauses)
             for ordering in ("price_per_hour", "-price_per_hour", "price_per_accelerator_hour",
                              "-price_per_accelerator_hour"):
                 for limit in (2, 5):
                     expected = _walk(orm_offer_search, clauses, ordering, limit=limit)
-                    assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering)
+                    assert _walk(offer_search, clauses, ordering, limit=limit) == expected, (query, ordering, limit)
                     assert expected[0][0], query
-    if connection.vendor == "postgresql":
-        probes = [s for s in statements if "WITH RECURSIVE d(n)" in s and "CROSS JOIN LATERAL" in s]
-        assert len(probes) >= 6 * 4 * 2
+    return statements
