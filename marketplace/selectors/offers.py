@@ -260,7 +260,10 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
     probe_ids = accelerator_ids(named[0].value) if named else []
     named_regions = [c for c in clauses if c.field == "region" and c.op == "in"]
     count_clauses = [c for c in clauses if c.field == "count"]
-    if connection.vendor == "postgresql" and column.path in PER_COUNT_KEYS and probe_ids:
+    probes = connection.vendor == "postgresql" and column.path in PER_COUNT_KEYS
+    # The page's ids come from a subquery (its PageQuerys' parameters precede the outer ones), or none.
+    page_ids, page_queries = None, []
+    if probes and probe_ids:
         cte, inner = sql.PageQuery("c"), sql.PageQuery("s", relation_prefix="s")
         # Each probe reads one named accelerator (k.acc), so the clause naming them is implied there; left in,
         # PostgreSQL's generic plan makes its `= ANY(...)` an index condition, which loses the index's price
@@ -269,34 +272,29 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
                                           accelerator_ids=probe_ids,
                                           descending=descending, reverse=backwards, limit=limit,
                                           key=column.path)
-        outer_where = f"{outer.column('id')} IN ({page_ids})"
-        outer.params.extend(cte.params)
-        outer.params.extend(inner.params)
-    elif connection.vendor == "postgresql" and column.path in PER_COUNT_KEYS and count_clauses and not named_regions:
+        page_queries = [cte, inner]
+    elif probes and count_clauses and not named_regions:
         # As above with every accelerator, per accelerator count on the (status, count, price) index: the counts
         # the count clauses allow (read by a skip scan of that index), one probe each. Walking every listed offer
         # in price order read ~30,000 offers for `count>=8 interconnect=nvlink`.
         counts, inner = sql.PageQuery("k"), sql.PageQuery("s", relation_prefix="s")
+
         def allowed(q: sql.PageQuery) -> str:
             return " AND ".join(f"({clause_sql(q, c)})" for c in count_clauses)
 
         page_ids = sql.per_node_count_page_ids(counts, allowed, inner, where(inner, *count_clauses), table=table,
                                                descending=descending, reverse=backwards, limit=limit,
                                                key=column.path)
-        outer_where = f"{outer.column('id')} IN ({page_ids})"
-        outer.params.extend(counts.params)
-        outer.params.extend(inner.params)
-    elif connection.vendor == "postgresql" and column.path in PER_COUNT_KEYS and named_regions:
+        page_queries = [counts, inner]
+    elif probes and named_regions:
         # As above, per named region on the (status, region, price) or (status, region, per-accelerator price)
         # index: walking every listed offer in that order and testing its region read 21,000 offers for
-        # `memory_gb>=80 region in [us-east,eu-north]` (25 ms by per-accelerator price).
+        # `memory_gb>=80 region in [us-east,eu-north]` (22 ms by per-accelerator price).
         regions, inner = sql.PageQuery("rg"), sql.PageQuery("s", relation_prefix="s")
         page_ids = sql.per_region_page_ids(regions, inner, where(inner, named_regions[0]), table=table,
                                            values=named_regions[0].value, descending=descending,
                                            reverse=backwards, limit=limit, key=column.path)
-        outer_where = f"{outer.column('id')} IN ({page_ids})"
-        outer.params.extend(regions.params)
-        outer.params.extend(inner.params)
+        page_queries = [regions, inner]
     elif any(c.field == "accelerator" for c in clauses):
         inner = sql.PageQuery("s", relation_prefix="s")
         inner_where = where(inner)
@@ -305,10 +303,13 @@ def offer_search(*, clauses: Sequence[Clause], ordering: str | None = None, posi
                                     id_column=inner.column("id"))
         page_ids = (f"SELECT {inner.column('id')} FROM {table} s{inner.joins()} WHERE {inner_where} "
                     f"ORDER BY {inner_order} LIMIT {int(limit) + 1}")
-        outer_where = f"{outer.column('id')} IN ({page_ids})"
-        outer.params.extend(inner.params)
-    else:
+        page_queries = [inner]
+    if page_ids is None:
         outer_where = where(outer)
+    else:
+        outer_where = f"{outer.column('id')} IN ({page_ids})"
+        for q in page_queries:
+            outer.params.extend(q.params)
     order = sql.order_sql(outer.column(column.path), nullable=column.nullable, descending=descending,
                           reverse=backwards, id_column=outer.column("id"))
     outer.relations.update(sql.RELATIONS)  # every row shows its provider, accelerator and region
