@@ -76,7 +76,9 @@ class OrderCollectionView(ListAPIView):
         data = OrderCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         order, created = order_place(user=request.user, idempotency_key=key, data=data.placement())
-        return _render(request, order.pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        if created:  # the order as this request committed it (placement loaded what is rendered): not read back
+            return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+        return _render(request, order.pk)
 
 
 class OrderDetailView(APIView):

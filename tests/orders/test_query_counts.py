@@ -14,10 +14,12 @@ from tests.orders.conftest import placement
 pytestmark = pytest.mark.django_db
 
 # In a test's transaction (savepoints instead of BEGIN/COMMIT; on_commit work does not run).
-PLACEMENT_QUERIES = 36  # 40 before the conditional queue UPDATE, loaded offer and merged unit check; 37 before the
+PLACEMENT_QUERIES = 27  # 40 before the conditional queue UPDATE, loaded offer and merged unit check; 37 before the
 # credit balance was taken from the account row as read (no second read), 36 then; 37 when the reserved units were
 # marked held (one UPDATE, for free units found in O(log n) instead of by reading every held unit); 36 since the
-# free-unit query also answers the in-step check when no unit is free (here: the offer's first order)
+# free-unit query also answers the in-step check when no unit is free (here: the offer's first order); 27 since an
+# order paid by credit is paid and queued in the transaction that reserves it (no re-read of the charge, the billing
+# profile and the order; no conditional queue UPDATE; both events in one INSERT)
 PROVISION_QUERIES = 10  # was 11 before the conditional provisioning -> running UPDATE
 # On PostgreSQL both steps' transactions also SET LOCAL synchronous_commit TO OFF (no query compiled; transitions.py
 # lazy_commit: the worker does not wait for two WAL flushes per order).

@@ -23,9 +23,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from marketplace.billing.conf import billing_settings
 from marketplace.billing.models import OrderCharge, PaymentMethodKind
 from marketplace.billing.money import round_money
+from marketplace.billing.services import ledger
 from marketplace.billing.services.customers import customer_billing
 from marketplace.billing.services.orders import (
     UsageOutcome,
+    billing_authorize_credit_placing,
     billing_authorize_order,
     billing_reassign_provider,
     billing_record_usage,
@@ -66,13 +68,36 @@ def billing_authorize_order_for(order, *, method: str | None = None,
                                 payment_method: str | None = None) -> OrderCharge:
     """Authorize payment for a just-placed order (see billing_authorize_order: 402 PaymentDeclined /
     InsufficientCredit, 503 PaymentProviderUnavailable, 400 PaymentMethodNotAllowed)."""
-    unit_price = (order.node_price_per_hour / order.accelerator_count).quantize(QUANTUM, rounding=ROUND_HALF_UP)
     return billing_authorize_order(
-        order.pk, customer=order.customer, provider=order.offer.provider, method=method or default_method(order),
-        # A job quoted under a cent still holds one cent (a card hold is then raised to Stripe's minimum).
-        max_amount=max(order_max_amount(order), Decimal("0.01")), expected_hours=order.duration_hours,
-        unit_price=unit_price,
-        description=_description(order), payment_method=payment_method)
+        order.pk, method=method or default_method(order), expected_hours=order.duration_hours,
+        payment_method=payment_method, **_authorization(order))
+
+
+def billing_credit_ready(customer, *, method: str | None, payment_method: str | None,
+                         duration_hours: Decimal) -> bool:
+    """True when an order of `duration_hours` will be paid from prepaid credit (asked for, or the default: no
+    saved card, or too long for a card hold) and the customer has credit available now. Placement then pays for it
+    inside the transaction that reserves it (billing_authorize_order_placing): no Stripe call, one commit. False
+    sends it down the usual path (billing_authorize_order_for after the reservation commits), which also gives a
+    refusal its error (too little credit: 402, the order failed and its capacity freed)."""
+    if method not in (None, PaymentMethodKind.CREDIT) or payment_method:
+        return False
+    profile = customer_billing(customer)
+    if method is None and profile.default_payment_method and duration_hours <= billing_settings().card_hold_max_hours:
+        return False  # the default is the saved card
+    return ledger.loaded_balance(ledger.customer_credit_account(customer)) + profile.overdraft_limit > 0
+
+
+def billing_authorize_order_placing(order) -> OrderCharge:
+    """Authorize a credit-paid order in the transaction that creates it (after billing_credit_ready)."""
+    return billing_authorize_credit_placing(order.pk, **_authorization(order))
+
+
+def _authorization(order) -> dict:
+    unit_price = (order.node_price_per_hour / order.accelerator_count).quantize(QUANTUM, rounding=ROUND_HALF_UP)
+    # A job quoted under a cent still holds one cent (a card hold is then raised to Stripe's minimum).
+    return {"customer": order.customer, "provider": order.offer.provider, "unit_price": unit_price,
+            "max_amount": max(order_max_amount(order), Decimal("0.01")), "description": _description(order)}
 
 
 def _follow_provider(order, charge: OrderCharge) -> None:

@@ -143,6 +143,20 @@ def _create_charge(order_id: int, *, customer, provider, method: str, max_amount
         return OrderCharge.objects.get(order_id=order_id)
 
 
+def billing_authorize_credit_placing(order_id: int, *, customer, provider, max_amount: Decimal, unit_price: Decimal,
+                                     description: str = "", unit_label: str = "accelerator-hour") -> OrderCharge:
+    """The credit authorization of billing_authorize_order, for an order paid by credit that the caller checked
+    was available (billing_credit_ready) and is creating in the current transaction: the authorized charge is
+    written in that transaction, so the order row, its capacity and its charge commit together (or not at all).
+    No charge can exist yet for an order that is not committed, so there is nothing to look up first."""
+    _money_arg("max_amount", max_amount, positive=True)
+    _money_arg("unit_price", unit_price)
+    return OrderCharge.objects.create(
+        order_id=order_id, customer=customer, provider=provider, method=PaymentMethodKind.CREDIT, currency=CURRENCY,
+        description=description[:200], unit_label=unit_label[:32], unit_price=unit_price,
+        status=Status.AUTHORIZED, authorized_amount=round_money(max_amount))
+
+
 def _authorize_card(charge: OrderCharge) -> OrderCharge:
     key = f"order:{charge.order_id}:authorize"
     try:

@@ -25,6 +25,16 @@ TASK_TERMINATE = "workers.tasks.orders.terminate_job"
 TASK_BILLING_FINISHED = "workers.tasks.billing.order_finished"  # settles or refunds (docs/payments.md)
 
 
+QUEUED_REASON = "queued for provisioning"
+
+
+def queued_event(order: Order, *, now: datetime, actor: User | None = None, task: str = "") -> OrderEvent:
+    """The reserved -> queued event (unsaved) of an order created `queued` by placement in the transaction that
+    reserved it (the order never stood `reserved` in a commit; its history shows both states, as if moved)."""
+    return OrderEvent(order=order, from_state=State.RESERVED, to_state=State.QUEUED, at=now, actor=actor,
+                      actor_task=task, reason=QUEUED_REASON, data={"attempt": order.attempt})
+
+
 def locked(order_id: int, *, with_offer: bool = False, only: tuple[str, ...] = ()) -> Order:
     """The order row, locked (FOR UPDATE OF the order only); `with_offer` joins its offer and accelerator; `only`
     reads just those fields (the rest is deferred)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import transaction
@@ -66,14 +67,22 @@ def relay_one(message: OutboxMessage, now: datetime | None = None) -> bool:
 
 def _forget(message_id: int) -> None:
     """Delete a published row. Its durability does not matter (if a crash loses the DELETE, the row is published
-    again and the task, being idempotent, does nothing new), so on PostgreSQL it does not wait for the WAL flush."""
+    again and the task, being idempotent, does nothing new), so on PostgreSQL it does not wait for the WAL flush:
+    outside a transaction, one statement that is its own transaction and turns synchronous_commit off for itself
+    (set_config(..., is_local): the setting holds until that transaction's commit)."""
     rows = OutboxMessage.objects.filter(pk=message_id)
-    with transaction.atomic(using=rows.db):
-        connection = transaction.get_connection(rows.db)
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)
+    connection = transaction.get_connection(rows.db)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(_lazy_delete_sql(), [message_id])
+        return
+    rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)
+
+
+@cache
+def _lazy_delete_sql() -> str:
+    return (f"WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS setting) "
+            f'DELETE FROM "{OutboxMessage._meta.db_table}" WHERE "id" = %s AND EXISTS (SELECT 1 FROM lazy)')
 
 
 def pending_order_ids(now: datetime | None = None, limit: int = 500) -> set[int]:

@@ -23,11 +23,13 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace.billing.services.order_hooks import billing_authorize_order_placing, billing_credit_ready
 from marketplace.errors import ConflictError, PermissionDeniedError
 from marketplace.models import Quote, User
 from marketplace.orders import config
 from marketplace.orders.models import Order, OrderEvent
-from marketplace.orders.services import reservations
+from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event
 from marketplace.orders.services.placement_plan import alternatives_of, apply_alternative, plan_from_quote
 from marketplace.orders.states import State
 
@@ -113,7 +115,7 @@ def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue
     nothing is paid; with queue=True it is paid for (data.payment) and queued, or failed if payment is refused.
     A replayed key whose order is still reserved (a crash or a concurrent request between reserving and paying)
     retries the authorization, which billing makes idempotent."""
-    order, created = _reserve(user=user, idempotency_key=idempotency_key, data=data, now=now)
+    order, created = _reserve(user=user, idempotency_key=idempotency_key, data=data, now=now, queue=queue)
     if not queue or order.state != State.RESERVED:
         return order, created
     from marketplace.orders.services.payment import order_pay_and_queue
@@ -121,8 +123,10 @@ def order_place(*, user: User, idempotency_key: str, data: PlacementInput, queue
     return order_pay_and_queue(order, actor=user, payment=data.payment), created
 
 
-def _reserve(*, user: User, idempotency_key: str, data: PlacementInput,
-             now: datetime | None) -> tuple[Order, bool]:
+def _reserve(*, user: User, idempotency_key: str, data: PlacementInput, now: datetime | None,
+             queue: bool = False) -> tuple[Order, bool]:
+    """The order placed and reserved; with `queue`, when it is paid by credit and credit is available, also paid
+    and queued in the same transaction (no commit in between: one commit per order)."""
     if not (user.role == "customer" or user.is_operator):
         raise PermissionDeniedError("Only customers place orders.")
     now = now or timezone.now()
@@ -131,8 +135,11 @@ def _reserve(*, user: User, idempotency_key: str, data: PlacementInput,
     if existing is not None:
         return existing, False
     quote = _quote_for(user, data, now)
+    payment = data.payment or PaymentInput()
+    by_credit = queue and billing_credit_ready(user, method=payment.method, payment_method=payment.payment_method,
+                                               duration_hours=data.job.duration_hours)
     try:
-        return _place(user, idempotency_key, request_hash, quote, data.job, now=now), True
+        return _place(user, idempotency_key, request_hash, quote, data.job, now=now, by_credit=by_credit), True
     except IntegrityError:
         existing = _replay(user, idempotency_key, request_hash)  # a concurrent request with the same key won
         if existing is None:
@@ -141,7 +148,11 @@ def _reserve(*, user: User, idempotency_key: str, data: PlacementInput,
 
 
 @transaction.atomic
-def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, now: datetime) -> Order:
+def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, now: datetime,
+           by_credit: bool = False) -> Order:
+    """Reserve (the order `reserved`, its units held until expires_at); `by_credit`: also pay by credit and queue,
+    so the order is written `queued` with both events (reserved, queued), its units confirmed (no expiry), its
+    authorized charge and its provision message, all in this transaction."""
     plan = plan_from_quote(quote.alternatives)
     candidates = list(alternatives_of(plan))[: config.max_attempts()]
     if not candidates:
@@ -151,12 +162,13 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     if first[1].offer_id not in offers:
         raise ConflictError("The quote's first offer no longer exists.", code="no_capacity")
     order = Order(customer=user, quote=quote, plan=plan, command=job.command, image=job.image, env=job.env,
-                  duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd, state=State.RESERVED,
+                  duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd,
+                  state=State.QUEUED if by_credit else State.RESERVED,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
     apply_alternative(order, *first, offers[first[1].offer_id])
     order.save()
     # Held until the order is paid for and queued (which confirms the reservation), or until it expires.
-    expires_at = now + timedelta(seconds=config.reservation_ttl_s())
+    expires_at = None if by_credit else now + timedelta(seconds=config.reservation_ttl_s())
     skipped: list[int] = []
     held, chosen = None, first
     for candidate in candidates:
@@ -173,8 +185,13 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
         apply_alternative(order, *chosen, offers[chosen[1].offer_id])
         order.save(update_fields=["offer", "plan_index", "nodes", "accelerator_count", "node_price_per_hour",
                                   "driver"])
-    OrderEvent.objects.create(order=order, from_state="", to_state=State.RESERVED, at=now, actor=user,
-                              reason="order placed; capacity reserved",
-                              data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
-                                    "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})
+    events = [OrderEvent(order=order, from_state="", to_state=State.RESERVED, at=now, actor=user,
+                         reason="order placed; capacity reserved",
+                         data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
+                               "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})]
+    if by_credit:  # what order_pay_and_queue does after a commit, here before it (credit needs no Stripe call)
+        billing_authorize_order_placing(order)
+        events.append(queued_event(order, now=now, actor=user))
+        outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
+    OrderEvent.objects.bulk_create(events)
     return order

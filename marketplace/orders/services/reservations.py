@@ -81,9 +81,11 @@ def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
 
 
 LOCKED_FIELDS = ("id", "provider_id", "status", "nodes_available", "driver", "accelerator_count")
-# What paying for a placed order reads of its offer (billing's description and payee): joined in the same query,
-# so placement hands billing an order whose offer is loaded instead of reading it again.
-PLACEMENT_FIELDS = (*LOCKED_FIELDS, "provider__name", "accelerator__canonical_name", "region__key")
+# What paying for a placed order reads of its offer (billing's description and payee) and what the API renders of
+# it: joined in the same query, so placement hands billing an order whose offer is loaded instead of reading it
+# again, and the API renders the order it placed without reading it back.
+PLACEMENT_FIELDS = (*LOCKED_FIELDS, "name", "provider__name", "provider__slug", "accelerator__canonical_name",
+                    "region__key")
 
 
 def lock_offers(offer_ids: list[int], *, for_placement: bool = False) -> dict[int, Offer]:

@@ -18,6 +18,7 @@ from marketplace.models import User
 from marketplace.orders.models import Order
 from marketplace.orders.services import outbox, reservations
 from marketplace.orders.services.lifecycle import (
+    QUEUED_REASON,
     TASK_PROVISION,
     TASK_STOP,
     TASK_TERMINATE,
@@ -53,7 +54,7 @@ def lazy_commit() -> None:
 def queue_locked(order: Order, *, now: datetime, actor: User | None = None, task: str = "",
                  confirm: bool = True) -> None:
     """reserved -> queued on an order the caller has locked (placement does it in its own transaction)."""
-    move(order, State.QUEUED, now=now, reason="queued for provisioning", actor=actor, task=task,
+    move(order, State.QUEUED, now=now, reason=QUEUED_REASON, actor=actor, task=task,
          data={"attempt": order.attempt})
     if confirm:
         reservations.confirm(order)
@@ -64,7 +65,7 @@ def order_queue_reserved(order: Order, *, now: datetime, actor: User | None = No
     """reserved -> queued without reading the row first (placement, which holds the order it just reserved): a
     conditional UPDATE claims it; False (nothing written) when the order is no longer reserved. In the caller's
     transaction."""
-    if move_if(order, State.RESERVED, State.QUEUED, now=now, reason="queued for provisioning", actor=actor,
+    if move_if(order, State.RESERVED, State.QUEUED, now=now, reason=QUEUED_REASON, actor=actor,
                data={"attempt": order.attempt}) is None:
         return False
     reservations.confirm(order)
