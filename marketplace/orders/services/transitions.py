@@ -13,10 +13,11 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.errors import ConflictError
+from marketplace.errors import ConflictError, NotFoundError
 from marketplace.models import User
 from marketplace.orders.models import Order
 from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services.claim_read import claim_read
 from marketplace.orders.services.lifecycle import (
     QUEUED_REASON,
     TASK_PROVISION,
@@ -30,11 +31,6 @@ from marketplace.orders.services.lifecycle import (
 from marketplace.orders.services.reliability import provisioning_value, reliability_observe
 from marketplace.orders.states import State
 
-# What claiming an attempt reads of the order and its offer: the job spec, the driver, the event and the move.
-CLAIM_FIELDS = ("id", "state", "attempt", "job_ref", "key_salt", "nodes", "accelerator_count", "command", "image",
-                "env", "duration_hours", "provisioning_at", "offer_id", "offer__id", "offer__provider_id",
-                "offer__driver", "offer__external_id", "offer__vcpus", "offer__ram_gb", "offer__accelerator_id",
-                "offer__accelerator__id", "offer__accelerator__canonical_name")
 # Final outcomes of a run that count against the provider (see reliability.py).
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable"})
 
@@ -85,7 +81,9 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
     """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
     now = now or timezone.now()
     lazy_commit()
-    order = locked(order_id, with_offer=True, only=CLAIM_FIELDS)
+    order = claim_read(order_id)
+    if order is None:
+        raise NotFoundError(f"No order {order_id}.", code="order_not_found")
     if order.attempt != attempt:
         return None
     if order.state == State.QUEUED:
