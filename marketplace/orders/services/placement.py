@@ -8,7 +8,10 @@ Idempotency-Key, reserving capacity and queueing provisioning in one transaction
 - Payment (docs/payments.md "For the order pipeline"): with queue=True the order is reserved and committed, then
   billing authorizes it (card hold or credit check, outside any transaction: it may wait for Stripe), then it is
   queued. A refused authorization fails the order with the payment error's code (its capacity is released) and
-  re-raises (402/400/503). queue=False only reserves: the caller authorizes and queues (the portal does).
+  re-raises (402/400/503). queue=False only reserves: the caller authorizes and queues.
+- Paid by credit with credit available (billing_credit_ready, read before the transaction), there is no Stripe
+  call to wait for: the same steps run in the reserving transaction (the order is written `queued`, with its
+  `reserved` and `queued` events, confirmed units, its authorized charge and its provision message), one commit.
 """
 
 from __future__ import annotations
@@ -167,7 +170,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
     apply_alternative(order, *first, offers[first[1].offer_id])
     order.save()
-    # Held until the order is paid for and queued (which confirms the reservation), or until it expires.
+    # Held until the order is paid for and queued (which confirms the reservation), or until it expires; paid and
+    # queued here: confirmed at once.
     expires_at = None if by_credit else now + timedelta(seconds=config.reservation_ttl_s())
     skipped: list[int] = []
     held, chosen = None, first
