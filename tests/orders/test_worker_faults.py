@@ -80,6 +80,7 @@ def test_reconciler_finishes_an_order_whose_task_message_was_deleted(
     order = place(customer, make_quote, offer)  # no worker yet: the provision message waits in Redis
     provisioning = f"{private_queue}.provisioning"  # the provisioning kind queue (broker/celery_routing.py)
     assert queued_tasks(redis_url, provisioning) == [("workers.tasks.orders.provision", f"[{order.pk}, 1]")]
+    assert not OutboxMessage.objects.exists()  # published after commit, its row deleted (outbox._forget)
     redis.Redis.from_url(redis_url).delete(provisioning)  # the message is lost
     worker = start_worker(concurrency=1, ORDERS_STUCK_AFTER_S="1")
     time.sleep(1.5)

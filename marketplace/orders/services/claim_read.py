@@ -14,9 +14,10 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
+from marketplace.db_prepared import prepared_cursor
 from marketplace.models import Accelerator, Offer
 from marketplace.orders.models import Order
 
@@ -35,7 +36,7 @@ def claim_read(order_id: int, *, using: str = "default") -> Order | None:
     accelerator; None when there is no such order. Inside the caller's transaction."""
     connection = connections[using]
     sql, columns = _statement(connection.alias, connection.vendor)
-    with connection.cursor() as cursor:
+    with (prepared_cursor() if using == DEFAULT_DB_ALIAS else connection.cursor()) as cursor:
         cursor.execute(sql, [order_id])
         row = cursor.fetchone()
     if row is None:

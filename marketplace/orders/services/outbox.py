@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marketplace.db_prepared import prepared_cursor
 from marketplace.orders import config
 from marketplace.orders.models import OutboxMessage
 
@@ -73,7 +74,7 @@ def _forget(message_id: int) -> None:
     rows = OutboxMessage.objects.filter(pk=message_id)
     connection = transaction.get_connection(rows.db)
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(_lazy_delete_sql(), [message_id])
         return
     rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import cache
 
-from django.db import connection, models
+from django.db import models
 
+from marketplace.db_prepared import prepared_cursor
 from marketplace.models import Offer, Provider
 
 ALPHA = Decimal("0.2")
@@ -36,7 +37,7 @@ def reliability_observe(offer_id: int, value: Decimal | int, *, provider_id: int
     """Fold one observation into the score of the offer's provider (`provider_id` when the caller knows it): one
     UPDATE (its row lock serialises observers). Written as SQL, the same text every time (every order that comes up
     runs it; the ORM spent more time building the expression than the database spends running it)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         if provider_id is not None:
             cursor.execute(_observe_sql(by_offer=False), [PRIOR, ALPHA, Decimal(value), PRIOR, provider_id])
         else:
