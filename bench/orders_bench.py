@@ -25,9 +25,10 @@
      printed for information (what the pipeline costs apart from the API). Order creation is throttled per
      customer (THROTTLE_ORDERS_RATE): off here.
 5. Prints both orders/s, p50/p99 create -> running, no-op tasks/s, the ratios and PASS/FAIL against >= 0.2, and
-   the CPU each order cost: in the client processes (the API request) and in the worker's processes (the
-   pipeline up to running), beside the worker CPU of one no-op task (wall timings on a shared machine are noisy;
-   these are not).
+   the CPU each order cost: in the client processes (the API request), in the worker's processes (the pipeline
+   up to running) and in the local PostgreSQL and Redis servers (every process named postgres / redis-server,
+   end to end run), beside the worker CPU of one no-op task (wall timings on a shared machine are noisy; these
+   are steadier).
    Results also go to bench/results/orders.json. Exits 1 when the target is missed.
 """
 
@@ -47,10 +48,11 @@ from pathlib import Path
 from celery import shared_task
 
 from bench.database import discard_database, prepare_database
-from bench.processes import WORKER_PROCESSES, delete_queues, redis_url, start_worker, stop, tree_usage
+from bench.processes import WORKER_PROCESSES, command_cpu_s, delete_queues, redis_url, start_worker, stop, tree_usage
 from bench.results import percentile, verdict, write_results
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_orders"
+SERVERS = ("postgres", "redis-server")  # the local servers whose CPU is counted (command names)
 TARGET_RATIO = 0.2
 
 
@@ -213,6 +215,7 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
         os.killpg(worker_pid, signal.SIGSTOP)
     try:
         worker_cpu = process_cpu_s(worker_pid)
+        servers_before = command_cpu_s(*SERVERS)
         first = time.time()
         go.set()
         starts: dict[int, float] = {}
@@ -249,7 +252,11 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
           flush=True)
     for error in errors[:5]:
         print(f"orders_bench: error: {error}")
-    cpu = {"api": api_cpu * 1000 / max(1, len(ids)), "worker": worker_cpu * 1000 / max(1, len(ids))}
+    servers = command_cpu_s(*SERVERS)
+    per_order = 1000 / max(1, len(ids))
+    cpu = {"api": api_cpu * per_order, "worker": worker_cpu * per_order,
+           "postgres": (servers["postgres"] - servers_before["postgres"]) * per_order,
+           "redis": (servers["redis-server"] - servers_before["redis-server"]) * per_order}
     return len(ids) / (last - first), latencies, len(errors) + stuck, cpu
 
 
@@ -334,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  create -> running p50 / p99 (end to end):  {p50:9.1f} / {p99:.1f} ms")
     print(f"  CPU ms per order: API {cpu['api']:.2f} (client processes), worker {pipe_cpu['worker']:.2f} "
           f"(end to end: {cpu['worker']:.2f}); per no-op task: worker {min(noop_cpu, noop_cpu_after):.2f}")
+    print(f"  server CPU ms per order (end to end; every process of the local servers): PostgreSQL "
+          f"{cpu['postgres']:.2f}, Redis {cpu['redis']:.2f}")
     print(f"  errors: {errors}")
     print()
     print(f"  ratio pipeline orders/s / no-op tasks/s:   {ratio:.3f}  (information: the workers alone)")
@@ -343,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         "worker_processes": WORKER_PROCESSES, "database": engine,
         "orders_per_s": pipe_rate, "end_to_end_orders_per_s": rate, "end_to_end_ratio": end_to_end,
         "p50_ms": p50, "p99_ms": p99, "noop_per_s": {"before": noop_rate, "after": noop_after},
-        "cpu_ms_per_order": {"api": cpu["api"], "worker": pipe_cpu["worker"], "worker_end_to_end": cpu["worker"]},
+        "cpu_ms_per_order": {"api": cpu["api"], "worker": pipe_cpu["worker"], "worker_end_to_end": cpu["worker"],
+                             "postgres_end_to_end": cpu["postgres"], "redis_end_to_end": cpu["redis"]},
         "noop_worker_cpu_ms": min(noop_cpu, noop_cpu_after),
         "ratio": ratio, "target": TARGET_RATIO, "errors": errors, "pass": ok})
     return 0 if ok else 1

@@ -146,3 +146,22 @@ def tree_usage(*roots: int) -> list[tuple[float, float]]:
             stack.extend(children.get(current, []))
         totals.append((rss_kb / 1024, cpu_s))
     return totals
+
+
+def command_cpu_s(*names: str) -> dict[str, float]:
+    """CPU seconds used so far by the live processes whose command name (/proc/<pid>/comm) is one of `names`, by
+    name: e.g. the local PostgreSQL server (postmaster, backends, WAL writer, ...) and Redis. A process that
+    exited meanwhile takes its CPU with it (the benches' connections stay open, so their backends do not)."""
+    totals = dict.fromkeys(names, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            if name not in totals:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        totals[name] += (int(fields[11]) + int(fields[12])) / TICKS
+    return totals
