@@ -149,9 +149,9 @@ def tree_usage(*roots: int) -> list[tuple[float, float]]:
 
 
 def command_cpu_s(*names: str) -> dict[str, float]:
-    """CPU seconds used so far by the live processes whose command name (/proc/<pid>/comm) is one of `names`, by
-    name: e.g. the local PostgreSQL server (postmaster, backends, WAL writer, ...) and Redis. A process that
-    exited meanwhile takes its CPU with it (the benches' connections stay open, so their backends do not)."""
+    """CPU seconds used so far by the live processes whose command name (/proc/<pid>/comm) is one of `names`, and
+    by the children they reaped, by name: e.g. the local PostgreSQL server (postmaster, backends, WAL writer, ...;
+    the backend of a closed connection is reaped by the postmaster, which then carries its CPU) and Redis."""
     totals = dict.fromkeys(names, 0.0)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -163,5 +163,5 @@ def command_cpu_s(*names: str) -> dict[str, float]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        totals[name] += (int(fields[11]) + int(fields[12])) / TICKS
+        totals[name] += sum(int(v) for v in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
     return totals
