@@ -14,8 +14,6 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import cache
 
-from django.db import models
-
 from marketplace.db_prepared import prepared_cursor
 from marketplace.models import Offer, Provider
 
@@ -23,7 +21,6 @@ ALPHA = Decimal("0.2")
 PRIOR = Decimal("0.5")
 FAST_S = 300.0
 SLOW_S = 1800.0
-SCORE = models.DecimalField(max_digits=4, decimal_places=3)
 
 
 def provisioning_value(seconds_to_running: float) -> Decimal:
@@ -37,11 +34,10 @@ def reliability_observe(offer_id: int, value: Decimal | int, *, provider_id: int
     """Fold one observation into the score of the offer's provider (`provider_id` when the caller knows it): one
     UPDATE (its row lock serialises observers). Written as SQL, the same text every time (every order that comes up
     runs it; the ORM spent more time building the expression than the database spends running it)."""
+    by_offer = provider_id is None
     with prepared_cursor() as cursor:
-        if provider_id is not None:
-            cursor.execute(_observe_sql(by_offer=False), [PRIOR, ALPHA, Decimal(value), PRIOR, provider_id])
-        else:
-            cursor.execute(_observe_sql(by_offer=True), [PRIOR, ALPHA, Decimal(value), PRIOR, offer_id])
+        cursor.execute(_observe_sql(by_offer=by_offer),
+                       [PRIOR, ALPHA, Decimal(value), PRIOR, offer_id if by_offer else provider_id])
 
 
 @cache
@@ -52,5 +48,5 @@ def _observe_sql(*, by_offer: bool) -> str:
     number = "CAST(%s AS NUMERIC)"
     current = f'COALESCE("reliability_score", {number})'
     target = f'(SELECT "provider_id" FROM "{offer}" WHERE "id" = %s)' if by_offer else "%s"
-    return (f'UPDATE "{provider}" SET "reliability_score" = ROUND({current} + {number} * ({number} - '
-            f'COALESCE("reliability_score", {number})), 3) WHERE "id" = {target}')
+    return (f'UPDATE "{provider}" SET "reliability_score" = ROUND({current} + {number} * ({number} - {current}), 3) '
+            f'WHERE "id" = {target}')
