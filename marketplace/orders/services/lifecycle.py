@@ -35,15 +35,9 @@ def queued_event(order: Order, *, now: datetime, actor: User | None = None, task
                       actor_task=task, reason=QUEUED_REASON, data={"attempt": order.attempt})
 
 
-def locked(order_id: int, *, with_offer: bool = False, only: tuple[str, ...] = ()) -> Order:
-    """The order row, locked (FOR UPDATE OF the order only); `with_offer` joins its offer and accelerator; `only`
-    reads just those fields (the rest is deferred)."""
-    rows = Order.objects.select_for_update(of=("self",))
-    if with_offer:
-        rows = rows.select_related("offer__accelerator")
-    if only:
-        rows = rows.only(*only)
-    order = rows.filter(pk=order_id).first()
+def locked(order_id: int) -> Order:
+    """The order row, locked (FOR UPDATE OF the order only)."""
+    order = Order.objects.select_for_update(of=("self",)).filter(pk=order_id).first()
     if order is None:
         raise NotFoundError(f"No order {order_id}.", code="order_not_found")
     return order
