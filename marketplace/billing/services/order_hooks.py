@@ -23,7 +23,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from marketplace.billing.conf import billing_settings
 from marketplace.billing.models import OrderCharge, PaymentMethodKind
 from marketplace.billing.money import round_money
-from marketplace.billing.services import ledger
 from marketplace.billing.services.customers import customer_billing
 from marketplace.billing.services.orders import (
     UsageOutcome,
@@ -33,6 +32,7 @@ from marketplace.billing.services.orders import (
     billing_record_usage,
     billing_refund_order,
     billing_settle_order,
+    credit_available,
 )
 
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable", "node_failed"})
@@ -59,9 +59,12 @@ def _description(order) -> str:
 
 def default_method(order) -> str:
     """Card when the customer saved one and the order fits in a card hold; otherwise prepaid credit."""
-    fits = order.duration_hours <= billing_settings().card_hold_max_hours
-    return PaymentMethodKind.CARD if fits and customer_billing(order.customer).default_payment_method \
-        else PaymentMethodKind.CREDIT
+    return _default_method(customer_billing(order.customer), order.duration_hours)
+
+
+def _default_method(profile, duration_hours: Decimal) -> str:
+    fits = duration_hours <= billing_settings().card_hold_max_hours
+    return PaymentMethodKind.CARD if fits and profile.default_payment_method else PaymentMethodKind.CREDIT
 
 
 def billing_authorize_order_for(order, *, method: str | None = None,
@@ -83,9 +86,9 @@ def billing_credit_ready(customer, *, method: str | None, payment_method: str | 
     if method not in (None, PaymentMethodKind.CREDIT) or payment_method:
         return False
     profile = customer_billing(customer)
-    if method is None and profile.default_payment_method and duration_hours <= billing_settings().card_hold_max_hours:
+    if (method or _default_method(profile, duration_hours)) != PaymentMethodKind.CREDIT:
         return False  # the default is the saved card
-    return ledger.loaded_balance(ledger.customer_credit_account(customer)) + profile.overdraft_limit > 0
+    return credit_available(customer, profile=profile)[1] > 0
 
 
 def billing_authorize_order_placing(order) -> OrderCharge:

@@ -79,13 +79,14 @@ def lock_charge(order_id: int) -> OrderCharge:
         raise NotFoundError(f"Order {order_id} has no billing record.") from None
 
 
-def credit_available(user, *, lock: bool = False) -> tuple[Decimal, Decimal]:
-    """(balance, available) of the customer's prepaid credit; available includes an operator's overdraft."""
+def credit_available(user, *, lock: bool = False, profile=None) -> tuple[Decimal, Decimal]:
+    """(balance, available) of the customer's prepaid credit; available includes an operator's overdraft (from
+    `profile`, the customer's billing profile when the caller has just read it)."""
     account = ledger.customer_credit_account(user)  # read just now: its kept balance is current
     if lock:
         account = LedgerAccount.objects.select_for_update().get(pk=account.pk)
     balance = ledger.loaded_balance(account)
-    return balance, balance + customer_billing(user).overdraft_limit
+    return balance, balance + (profile or customer_billing(user)).overdraft_limit
 
 
 # -- authorize -------------------------------------------------------------------------------------
@@ -114,11 +115,9 @@ def _create_charge(order_id: int, *, customer, provider, method: str, max_amount
                    unit_price: Decimal, description: str, unit_label: str, payment_method: str | None) -> OrderCharge:
     if method not in PaymentMethodKind.values:
         raise ValidationFailed("Unknown payment method.", fields={"payment": ["Choose card or credit."]})
-    _money_arg("max_amount", max_amount, positive=True)
-    _money_arg("unit_price", unit_price)
     settings = billing_settings()
-    fields = dict(order_id=order_id, customer=customer, provider=provider, method=method, currency=CURRENCY,
-                  description=description[:200], unit_label=unit_label[:32], unit_price=unit_price)
+    fields = _charge_fields(order_id, customer=customer, provider=provider, method=method, max_amount=max_amount,
+                            unit_price=unit_price, description=description, unit_label=unit_label)
     if method == PaymentMethodKind.CARD:
         if expected_hours > settings.card_hold_max_hours:
             raise PaymentMethodNotAllowed(
@@ -135,12 +134,25 @@ def _create_charge(order_id: int, *, customer, provider, method: str, max_amount
         if available <= 0:
             raise InsufficientCredit(f"Prepaid credit is {balance} {CURRENCY.upper()}; top up before ordering.",
                                      extra={"balance": str(balance)})
-        fields.update(status=Status.AUTHORIZED, authorized_amount=round_money(max_amount))
+        fields.update(_credit_authorized(max_amount))
     try:
         with transaction.atomic():
             return OrderCharge.objects.create(**fields)
     except IntegrityError:
         return OrderCharge.objects.get(order_id=order_id)
+
+
+def _charge_fields(order_id: int, *, customer, provider, method: str, max_amount: Decimal, unit_price: Decimal,
+                   description: str, unit_label: str) -> dict:
+    """The fields every new charge has, its amounts checked."""
+    _money_arg("max_amount", max_amount, positive=True)
+    _money_arg("unit_price", unit_price)
+    return dict(order_id=order_id, customer=customer, provider=provider, method=method, currency=CURRENCY,
+                description=description[:200], unit_label=unit_label[:32], unit_price=unit_price)
+
+
+def _credit_authorized(max_amount: Decimal) -> dict:
+    return {"status": Status.AUTHORIZED, "authorized_amount": round_money(max_amount)}
 
 
 def billing_authorize_credit_placing(order_id: int, *, customer, provider, max_amount: Decimal, unit_price: Decimal,
@@ -149,12 +161,10 @@ def billing_authorize_credit_placing(order_id: int, *, customer, provider, max_a
     was available (billing_credit_ready) and is creating in the current transaction: the authorized charge is
     written in that transaction, so the order row, its capacity and its charge commit together (or not at all).
     No charge can exist yet for an order that is not committed, so there is nothing to look up first."""
-    _money_arg("max_amount", max_amount, positive=True)
-    _money_arg("unit_price", unit_price)
-    return OrderCharge.objects.create(
-        order_id=order_id, customer=customer, provider=provider, method=PaymentMethodKind.CREDIT, currency=CURRENCY,
-        description=description[:200], unit_label=unit_label[:32], unit_price=unit_price,
-        status=Status.AUTHORIZED, authorized_amount=round_money(max_amount))
+    fields = _charge_fields(order_id, customer=customer, provider=provider, method=PaymentMethodKind.CREDIT,
+                            max_amount=max_amount, unit_price=unit_price, description=description,
+                            unit_label=unit_label)
+    return OrderCharge.objects.create(**fields, **_credit_authorized(max_amount))
 
 
 def _authorize_card(charge: OrderCharge) -> OrderCharge:
