@@ -2,50 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from marketplace.db_prepared import prepared_cursor
+from marketplace.db_rows import ModelColumns, build_row, model_columns
 from marketplace.models import ApiToken, User
 from marketplace.services.tokens import hash_key
 
 TOUCH_EVERY = timedelta(minutes=5)
 
 
-_TOKEN_COLUMNS = ["id", "user_id", "last_used_at"]
+_TOKEN_COLUMNS = ("id", "user", "last_used_at")
 
 
-@dataclass(frozen=True)
-class _Lookup:
-    sql: str
-    user_columns: list[str]
-    converters: list[tuple[int, list, object]]  # (position in the row, converters, column) as the ORM applies
-
-
-_LOOKUPS: dict[str, _Lookup] = {}
-
-
-def _lookup() -> _Lookup:
+@cache
+def _lookup(vendor: str) -> tuple[str, list[ModelColumns]]:
     """SELECT an unrevoked token by key hash with every column of its user, in one statement (per database)."""
-    lookup = _LOOKUPS.get(connection.vendor)
-    if lookup is None:
-        user_fields = list(User._meta.concrete_fields)
-        token_fields = [ApiToken._meta.get_field(name) for name in _TOKEN_COLUMNS]
-        columns = [f't."{f.column}"' for f in token_fields] + [f'u."{f.column}"' for f in user_fields]
-        sql = (f'SELECT {", ".join(columns)} FROM "{ApiToken._meta.db_table}" t INNER JOIN '
-               f'"{User._meta.db_table}" u ON (t."user_id" = u."id") WHERE t."key_hash" = %s '
-               f'AND t."revoked_at" IS NULL')
-        converters = []
-        for position, field in enumerate([*token_fields, *user_fields]):
-            funcs = connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
-            if funcs:
-                converters.append((position, funcs, field.cached_col))
-        lookup = _LOOKUPS[connection.vendor] = _Lookup(sql, [f.attname for f in user_fields], converters)
-    return lookup
+    parts = [model_columns(ApiToken, "t", _TOKEN_COLUMNS, connection), model_columns(User, "u", None, connection)]
+    sql = (f'SELECT {", ".join(column for part in parts for column in part.select)} FROM '
+           f'"{ApiToken._meta.db_table}" t INNER JOIN "{User._meta.db_table}" u ON (t."user_id" = u."id") '
+           f'WHERE t."key_hash" = %s AND t."revoked_at" IS NULL')
+    return sql, parts
 
 
 def token_with_user(key_hash: str) -> ApiToken | None:
@@ -53,22 +35,16 @@ def token_with_user(key_hash: str) -> ApiToken | None:
 
     One query on every request, so a revocation takes effect on the next request. Written as SQL because the ORM
     compiling `select_related(...).filter(...).first()` cost more CPU than the database answering it, and run
-    prepared (parsed and planned once per connection); the objects are built by `Model.from_db` from converted
-    column values, as the ORM builds them.
+    prepared (parsed and planned once per connection); the objects are built as the ORM builds them
+    (marketplace/db_rows.py).
     """
-    lookup = _lookup()
+    sql, parts = _lookup(connection.vendor)
     with prepared_cursor() as cursor:
-        cursor.execute(lookup.sql, [key_hash])
+        cursor.execute(sql, [key_hash])
         row = cursor.fetchone()
     if row is None:
         return None
-    row = list(row)
-    for position, funcs, column in lookup.converters:
-        for func in funcs:
-            row[position] = func(row[position], column, connection)
-    n = len(_TOKEN_COLUMNS)
-    user = User.from_db(connection.alias, lookup.user_columns, row[n:])
-    token = ApiToken.from_db(connection.alias, _TOKEN_COLUMNS, row[:n])
+    token, user = build_row(parts, row, connection)
     token.user = user
     return token
 
