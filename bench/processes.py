@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from broker.celery_routing import KINDS, queues_for
@@ -112,21 +112,25 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, int, float]]:
-    """{pid: (parent pid, RSS kB, CPU seconds used)} of every process, from /proc/<pid>/stat."""
-    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-    table = {}
+def _stats() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields after "pid (comm)") of every process, from /proc/<pid>/stat; counted from
+    state = 0: ppid 1, utime 11, stime 12, cutime 13, cstime 14, rss 21."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            head, _, rest = (entry / "stat").read_text().rpartition(")")
+        except OSError:
             continue
-        # after "pid (comm)": state ppid ... utime(12) stime(13) ... rss(22), counted from state = 0
-        cpu_s = (int(fields[11]) + int(fields[12])) / TICKS
-        table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page_kb, cpu_s)
-    return table
+        if head:
+            yield int(entry.name), head.partition("(")[2], rest.split()
+
+
+def _processes() -> dict[int, tuple[int, int, float]]:
+    """{pid: (parent pid, RSS kB, CPU seconds used)} of every process."""
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    return {pid: (int(fields[1]), int(fields[21]) * page_kb, (int(fields[11]) + int(fields[12])) / TICKS)
+            for pid, _, fields in _stats()}
 
 
 def tree_usage(*roots: int) -> list[tuple[float, float]]:
@@ -149,19 +153,11 @@ def tree_usage(*roots: int) -> list[tuple[float, float]]:
 
 
 def command_cpu_s(*names: str) -> dict[str, float]:
-    """CPU seconds used so far by the live processes whose command name (/proc/<pid>/comm) is one of `names`, and
-    by the children they reaped, by name: e.g. the local PostgreSQL server (postmaster, backends, WAL writer, ...;
-    the backend of a closed connection is reaped by the postmaster, which then carries its CPU) and Redis."""
+    """CPU seconds used so far by the live processes whose command name is one of `names`, and by the children they
+    reaped, by name: e.g. the local PostgreSQL server (postmaster, backends, WAL writer, ...; the backend of a
+    closed connection is reaped by the postmaster, which then carries its CPU) and Redis."""
     totals = dict.fromkeys(names, 0.0)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            name = (entry / "comm").read_text().strip()
-            if name not in totals:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        totals[name] += sum(int(v) for v in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
+    for _, name, fields in _stats():
+        if name in totals:
+            totals[name] += sum(int(v) for v in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
     return totals
