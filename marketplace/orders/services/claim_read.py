@@ -5,7 +5,8 @@ Every order that is provisioned runs it once. Built by the ORM (select_for_updat
 about a millisecond of Python to compile, several times what the database spends on it; here the text is built
 once from the models' metadata and the row becomes model instances as the ORM would return them
 (marketplace/db_rows.py): the order with only these fields loaded (the rest deferred), its offer and the offer's
-accelerator cached on it. On PostgreSQL it runs prepared (marketplace/db_prepared.py).
+accelerator cached on it. On PostgreSQL it runs prepared (marketplace/db_prepared.py). The one-statement claim
+(provision_statements.py) selects the same columns from the row its UPDATE returns and builds the same instances.
 """
 
 from __future__ import annotations
@@ -28,29 +29,43 @@ ACCELERATOR_FIELDS = ("id", "canonical_name")
 def claim_read(order_id: int) -> Order | None:
     """The order, locked (FOR UPDATE OF the order row only, where the database has row locks), with its offer and
     accelerator; None when there is no such order. Inside the caller's transaction."""
-    sql, parts = _statement(connection.vendor)
+    sql = _statement(connection.vendor)
     with prepared_cursor() as cursor:
         cursor.execute(sql, [order_id])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    order, offer, accelerator = build_row(parts, row, connection)
+    return None if row is None else claimed_order(row)
+
+
+def claimed_order(row) -> Order:
+    """The order of a row of `claim_select`, its offer and the offer's accelerator cached on it."""
+    order, offer, accelerator = build_row(claim_columns(), row, connection)
     offer.accelerator = accelerator
     order.offer = offer
     return order
 
 
+def claim_select(source: str) -> str:
+    """SELECT <the claim's columns> FROM <source> o joined with its offer (f) and the offer's accelerator (a):
+    `source` is the order table, or a WITH query returning (at least) ORDER_FIELDS' columns."""
+    select = ", ".join(column for part in claim_columns() for column in part.select)
+    offer, accelerator = Order._meta.get_field("offer").column, Offer._meta.get_field("accelerator").column
+    return (f'SELECT {select} FROM {source} o '
+            f'INNER JOIN "{Offer._meta.db_table}" f ON f."id" = o."{offer}" '
+            f'INNER JOIN "{Accelerator._meta.db_table}" a ON a."id" = f."{accelerator}"')
+
+
 @cache
-def _statement(vendor: str) -> tuple[str, list[ModelColumns]]:
-    parts = [model_columns(Order, "o", ORDER_FIELDS, connection), model_columns(Offer, "f", OFFER_FIELDS, connection),
-             model_columns(Accelerator, "a", ACCELERATOR_FIELDS, connection)]
-    select = ", ".join(column for part in parts for column in part.select)
-    sql = (f'SELECT {select} FROM "{Order._meta.db_table}" o '
-           f'INNER JOIN "{Offer._meta.db_table}" f ON f."id" = o."{Order._meta.get_field("offer").column}" '
-           f'INNER JOIN "{Accelerator._meta.db_table}" a ON a."id" = f."{Offer._meta.get_field("accelerator").column}" '
-           f'WHERE o."id" = %s')
+def claim_columns() -> list[ModelColumns]:
+    return [model_columns(Order, "o", ORDER_FIELDS, connection), model_columns(Offer, "f", OFFER_FIELDS, connection),
+            model_columns(Accelerator, "a", ACCELERATOR_FIELDS, connection)]
+
+
+@cache
+def _statement(vendor: str) -> str:
+    table = f'"{Order._meta.db_table}"'
+    sql = f'{claim_select(table)} WHERE o."id" = %s'
     if connection.features.has_select_for_update_of:
         sql += " FOR UPDATE OF o"
     elif connection.features.has_select_for_update:
         sql += " FOR UPDATE"
-    return sql, parts
+    return sql

@@ -37,16 +37,29 @@ def reliability_observe(offer_id: int, value: Decimal | int, *, provider_id: int
     by_offer = provider_id is None
     with prepared_cursor() as cursor:
         cursor.execute(_observe_sql(by_offer=by_offer),
-                       [PRIOR, ALPHA, Decimal(value), PRIOR, offer_id if by_offer else provider_id])
+                       [*observe_params(value), offer_id if by_offer else provider_id])
+
+
+def observe_params(value: Decimal | int) -> list[Decimal]:
+    """The parameters of observe_update's SET, before those of its condition."""
+    return [PRIOR, ALPHA, Decimal(value), PRIOR]
+
+
+def observe_target(*, by_offer: bool) -> str:
+    """The condition on the provider row: its id (one parameter), or its offer's id (one parameter)."""
+    return f'"id" = (SELECT "provider_id" FROM "{Offer._meta.db_table}" WHERE "id" = %s)' if by_offer else '"id" = %s'
+
+
+def observe_update(where: str) -> str:
+    """score <- ROUND(current + ALPHA * (value - current), 3), current = COALESCE(score, PRIOR), on the provider
+    rows of `where`; the decimals are cast so that PostgreSQL computes in numeric (SQLite in its REAL, as the column
+    is stored there). Its parameters: observe_params(value), then those of `where`."""
+    number = "CAST(%s AS NUMERIC)"
+    current = f'COALESCE("reliability_score", {number})'
+    return (f'UPDATE "{Provider._meta.db_table}" SET "reliability_score" = '
+            f"ROUND({current} + {number} * ({number} - {current}), 3) WHERE {where}")
 
 
 @cache
 def _observe_sql(*, by_offer: bool) -> str:
-    """score <- ROUND(current + ALPHA * (value - current), 3), current = COALESCE(score, PRIOR); the decimals are
-    cast so that PostgreSQL computes in numeric (SQLite in its REAL, as the column is stored there)."""
-    provider, offer = Provider._meta.db_table, Offer._meta.db_table
-    number = "CAST(%s AS NUMERIC)"
-    current = f'COALESCE("reliability_score", {number})'
-    target = f'(SELECT "provider_id" FROM "{offer}" WHERE "id" = %s)' if by_offer else "%s"
-    return (f'UPDATE "{provider}" SET "reliability_score" = ROUND({current} + {number} * ({number} - {current}), 3) '
-            f'WHERE "id" = {target}')
+    return observe_update(observe_target(by_offer=by_offer))

@@ -16,7 +16,7 @@ from django.utils import timezone
 from marketplace.errors import ConflictError, NotFoundError
 from marketplace.models import User
 from marketplace.orders.models import Order
-from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services import outbox, provision_statements, reservations
 from marketplace.orders.services.claim_read import claim_read
 from marketplace.orders.services.lifecycle import (
     QUEUED_REASON,
@@ -28,6 +28,7 @@ from marketplace.orders.services.lifecycle import (
     move_if,
     note,
 )
+from marketplace.orders.services.provision_statements import JOB_RUNNING, PROVISIONING_STARTED, running_data
 from marketplace.orders.services.reliability import provisioning_value, reliability_observe
 from marketplace.orders.states import State
 
@@ -76,10 +77,19 @@ def order_queue(order_id: int, *, actor: User | None = None, task: str = "", now
     return order
 
 
-@transaction.atomic
 def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime | None = None) -> Order | None:
-    """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues."""
+    """queued -> provisioning for this attempt. A redelivered task finds it provisioning already and continues.
+    On PostgreSQL, outside a transaction, one statement claims a queued order (provision_statements.py)."""
     now = now or timezone.now()
+    if provision_statements.usable():
+        order = provision_statements.claim(order_id, attempt, task=task, now=now)
+        if order is not None:
+            return order
+    return _claim_provisioning(order_id, attempt, task=task, now=now)
+
+
+@transaction.atomic
+def _claim_provisioning(order_id: int, attempt: int, *, task: str, now: datetime) -> Order | None:
     lazy_commit()
     order = claim_read(order_id)
     if order is None:
@@ -87,7 +97,7 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
     if order.attempt != attempt:
         return None
     if order.state == State.QUEUED:
-        move(order, State.PROVISIONING, now=now, reason="provisioning started", task=task,
+        move(order, State.PROVISIONING, now=now, reason=PROVISIONING_STARTED, task=task,
              data={"attempt": attempt, "offer_id": order.offer_id})
         return order
     if order.state == State.PROVISIONING:
@@ -97,7 +107,6 @@ def order_claim_provisioning(order_id: int, attempt: int, *, task: str, now: dat
     return None
 
 
-@transaction.atomic
 def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, running: bool = False,
                      message: str = "", now: datetime | None = None, known: Order | None = None) -> str:
     """Store the provider's job reference and, when the job runs, provisioning -> running (one transaction).
@@ -108,9 +117,26 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
 
     `known`: the order as the caller read it while provisioning this attempt. When the job runs, one conditional
     UPDATE moves the row if it is still what the caller saw (provisioning, this attempt, the same job_ref), without
-    reading it first; otherwise the row is locked and read as below.
+    reading it first (on PostgreSQL outside a transaction: one statement with the event and the reliability
+    observation, provision_statements.py); otherwise the row is locked and read as below.
     """
     now = now or timezone.now()
+    if running and _still_as_known(known, attempt, job_ref) and provision_statements.usable() \
+            and provision_statements.running(known, job_ref, task=task, message=message, now=now,
+                                             provider_id=_provider_id(known)):
+        return "running"
+    return _record_job(order_id, attempt, job_ref, task=task, running=running, message=message, now=now, known=known)
+
+
+def _still_as_known(known: Order | None, attempt: int, job_ref: str) -> bool:
+    """The caller read the order provisioning this attempt, with no job or this one."""
+    return known is not None and known.state == State.PROVISIONING and known.attempt == attempt \
+        and known.job_ref in ("", job_ref)
+
+
+@transaction.atomic
+def _record_job(order_id: int, attempt: int, job_ref: str, *, task: str, running: bool, message: str,
+                now: datetime, known: Order | None) -> str:
     lazy_commit()
     if running and known is not None and known.state == State.PROVISIONING and known.attempt == attempt \
             and _running_as_known(known, job_ref, task=task, message=message, now=now):
@@ -125,7 +151,7 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
     job = {"attempt": attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt}
     if running and order.state == State.PROVISIONING:
         waited = (now - (order.provisioning_at or now)).total_seconds()
-        move(order, State.RUNNING, now=now, reason="job running", task=task, extra_fields=("job_ref",),
+        move(order, State.RUNNING, now=now, reason=JOB_RUNNING, task=task, extra_fields=("job_ref",),
              data={**job, "seconds_to_running": round(waited, 3), "message": message, "job_created": created})
         reliability_observe(order.offer_id, provisioning_value(waited))
         return "running"
@@ -137,13 +163,10 @@ def order_record_job(order_id: int, attempt: int, job_ref: str, *, task: str, ru
 def _running_as_known(order: Order, job_ref: str, *, task: str, message: str, now: datetime) -> bool:
     if order.job_ref and order.job_ref != job_ref:
         return False  # the slow path raises the conflict
-    created = not order.job_ref
     waited = (now - (order.provisioning_at or now)).total_seconds()
-    job = {"attempt": order.attempt, "job_ref": job_ref, "key": order.idempotency_key_for_attempt}
-    if move_if(order, State.PROVISIONING, State.RUNNING, now=now, reason="job running", task=task,
+    if move_if(order, State.PROVISIONING, State.RUNNING, now=now, reason=JOB_RUNNING, task=task,
                where={"attempt": order.attempt, "job_ref": order.job_ref}, values={"job_ref": job_ref},
-               data={**job, "seconds_to_running": round(waited, 3), "message": message,
-                     "job_created": created}) is None:
+               data=running_data(order, job_ref, message=message, waited=waited)) is None:
         return False
     reliability_observe(order.offer_id, provisioning_value(waited), provider_id=_provider_id(order))
     return True
