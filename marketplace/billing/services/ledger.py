@@ -26,22 +26,28 @@ class LedgerError(Exception):
     """A posting that would break the ledger's invariants (a bug in the caller, never user input)."""
 
 
-def ledger_account(kind: str, *, customer=None, provider=None, currency: str = CURRENCY) -> LedgerAccount:
+def account_key(kind: str, *, customer=None, provider=None, currency: str = CURRENCY) -> dict[str, str]:
+    """The unique (kind, owner_key, currency) of an account."""
     if customer is not None:
         owner = f"user:{customer.pk}"
     elif provider is not None:
         owner = f"provider:{provider.pk}"
     else:
         owner = "platform"
-    account = LedgerAccount.objects.filter(kind=kind, owner_key=owner, currency=currency).first()
+    return {"kind": kind, "owner_key": owner, "currency": currency}
+
+
+def ledger_account(kind: str, *, customer=None, provider=None, currency: str = CURRENCY) -> LedgerAccount:
+    key = account_key(kind, customer=customer, provider=provider, currency=currency)
+    account = LedgerAccount.objects.filter(**key).first()
     if account is not None:
         return account
     try:
         with transaction.atomic():
-            return LedgerAccount.objects.create(kind=kind, owner_key=owner, currency=currency, customer=customer,
-                                                provider=provider, raw_balance_cents=0 if kind in KEPT else None)
+            return LedgerAccount.objects.create(**key, customer=customer, provider=provider,
+                                                raw_balance_cents=0 if kind in KEPT else None)
     except IntegrityError:
-        return LedgerAccount.objects.get(kind=kind, owner_key=owner, currency=currency)
+        return LedgerAccount.objects.get(**key)
 
 
 def platform_account(kind: str, currency: str = CURRENCY) -> LedgerAccount:
@@ -133,6 +139,10 @@ def order_balance(account: LedgerAccount, order_id: int) -> Decimal:
 
 def customer_credit_account(user) -> LedgerAccount:
     return ledger_account(AccountKind.CUSTOMER_CREDIT, customer=user)
+
+
+def customer_credit_account_key(user) -> dict[str, str]:
+    return account_key(AccountKind.CUSTOMER_CREDIT, customer=user)
 
 
 def customer_receivable_account(user) -> LedgerAccount:

@@ -33,6 +33,7 @@ from marketplace.billing.services.orders import (
     billing_refund_order,
     billing_settle_order,
     credit_available,
+    credit_placing_charge,
 )
 
 PROVIDER_FAULT_CODES = frozenset({"job_lost", "terminated_by_provider", "provider_unreachable", "node_failed"})
@@ -77,23 +78,30 @@ def billing_authorize_order_for(order, *, method: str | None = None,
 
 
 def billing_credit_ready(customer, *, method: str | None, payment_method: str | None,
-                         duration_hours: Decimal) -> bool:
+                         duration_hours: Decimal, profile=None, account=None) -> bool:
     """True when an order of `duration_hours` will be paid from prepaid credit (asked for, or the default: no
     saved card, or too long for a card hold) and the customer has credit available now. Placement then pays for it
     inside the transaction that reserves it (billing_authorize_order_placing): no Stripe call, one commit. False
     sends it down the usual path (billing_authorize_order_for after the reservation commits), which also gives a
-    refusal its error (too little credit: 402, the order failed and its capacity freed)."""
+    refusal its error (too little credit: 402, the order failed and its capacity freed). `profile` and `account`:
+    the customer's billing profile and credit account when the caller has just read them."""
     if method not in (None, PaymentMethodKind.CREDIT) or payment_method:
         return False
-    profile = customer_billing(customer)
+    profile = profile or customer_billing(customer)
     if (method or _default_method(profile, duration_hours)) != PaymentMethodKind.CREDIT:
         return False  # the default is the saved card
-    return credit_available(customer, profile=profile)[1] > 0
+    return credit_available(customer, profile=profile, account=account)[1] > 0
 
 
 def billing_authorize_order_placing(order) -> OrderCharge:
     """Authorize a credit-paid order in the transaction that creates it (after billing_credit_ready)."""
     return billing_authorize_credit_placing(order.pk, **_authorization(order))
+
+
+def billing_order_placing_charge(order) -> OrderCharge:
+    """The charge billing_authorize_order_placing writes, unsaved, for an order not inserted yet: placement's
+    one-statement path writes both (marketplace/orders/services/placement_statement.py)."""
+    return credit_placing_charge(None, **_authorization(order))
 
 
 def _authorization(order) -> dict:

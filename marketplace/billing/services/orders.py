@@ -79,10 +79,11 @@ def lock_charge(order_id: int) -> OrderCharge:
         raise NotFoundError(f"Order {order_id} has no billing record.") from None
 
 
-def credit_available(user, *, lock: bool = False, profile=None) -> tuple[Decimal, Decimal]:
+def credit_available(user, *, lock: bool = False, profile=None, account=None) -> tuple[Decimal, Decimal]:
     """(balance, available) of the customer's prepaid credit; available includes an operator's overdraft (from
-    `profile`, the customer's billing profile when the caller has just read it)."""
-    account = ledger.customer_credit_account(user)  # read just now: its kept balance is current
+    `profile`, the customer's billing profile when the caller has just read it; `account`: likewise the credit
+    account)."""
+    account = account or ledger.customer_credit_account(user)  # read just now: its kept balance is current
     if lock:
         account = LedgerAccount.objects.select_for_update().get(pk=account.pk)
     balance = ledger.loaded_balance(account)
@@ -161,10 +162,20 @@ def billing_authorize_credit_placing(order_id: int, *, customer, provider, max_a
     was available (billing_credit_ready) and is creating in the current transaction: the authorized charge is
     written in that transaction, so the order row, its capacity and its charge commit together (or not at all).
     No charge can exist yet for an order that is not committed, so there is nothing to look up first."""
+    charge = credit_placing_charge(order_id, customer=customer, provider=provider, max_amount=max_amount,
+                                   unit_price=unit_price, description=description, unit_label=unit_label)
+    charge.save(force_insert=True)
+    return charge
+
+
+def credit_placing_charge(order_id: int | None, *, customer, provider, max_amount: Decimal, unit_price: Decimal,
+                          description: str = "", unit_label: str = "accelerator-hour") -> OrderCharge:
+    """The authorized credit charge billing_authorize_credit_placing writes, unsaved (`order_id` None: for a
+    statement that writes it with the order it inserts, marketplace/orders/services/placement_statement.py)."""
     fields = _charge_fields(order_id, customer=customer, provider=provider, method=PaymentMethodKind.CREDIT,
                             max_amount=max_amount, unit_price=unit_price, description=description,
                             unit_label=unit_label)
-    return OrderCharge.objects.create(**fields, **_credit_authorized(max_amount))
+    return OrderCharge(**fields, **_credit_authorized(max_amount))
 
 
 def _authorize_card(charge: OrderCharge) -> OrderCharge:

@@ -48,8 +48,14 @@ def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
 def enqueue(task: str, args: list | tuple, *, countdown: float = 0) -> OutboxMessage:
     """Inside a transaction: record the work; it is published after commit (or relayed later)."""
     message = OutboxMessage.objects.create(task=task, args=list(args), countdown=countdown)
-    transaction.on_commit(lambda: relay_one(message))
+    publish_after_commit(message)
     return message
+
+
+def publish_after_commit(message: OutboxMessage) -> None:
+    """A row the current transaction wrote (enqueue, or a statement that writes it with other rows): published
+    and deleted after commit."""
+    transaction.on_commit(lambda: relay_one(message))
 
 
 def relay_one(message: OutboxMessage, now: datetime | None = None) -> bool:

@@ -31,9 +31,10 @@ from marketplace.errors import ConflictError, PermissionDeniedError
 from marketplace.models import Quote, User
 from marketplace.orders import config
 from marketplace.orders.models import Order, OrderEvent
-from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services import outbox, placement_statement, reservations
 from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event
 from marketplace.orders.services.placement_plan import alternatives_of, apply_alternative, plan_from_quote
+from marketplace.orders.services.placement_reads import placement_reads
 from marketplace.orders.states import State
 
 
@@ -88,8 +89,9 @@ def quote_json(quote: Quote | None) -> dict[str, Any] | None:
             "expires_at": quote.expires_at.isoformat(), "alternatives": quote.alternatives}
 
 
-def _replay(user: User, key: str, request_hash: str) -> Order | None:
-    existing = Order.objects.filter(customer=user, idempotency_key=key).only("id", "request_hash").first()
+def _replay(user: User, key: str, request_hash: str, *, read: Order | None = None) -> Order | None:
+    """The order this key already made (`read`: as the caller just read it), or None; 409 for another body."""
+    existing = read or Order.objects.filter(customer=user, idempotency_key=key).only("id", "request_hash").first()
     if existing is None:
         return None
     if existing.request_hash != request_hash:
@@ -98,11 +100,12 @@ def _replay(user: User, key: str, request_hash: str) -> Order | None:
     return existing
 
 
-def _quote_for(user: User, data: PlacementInput, now: datetime) -> Quote:
+def _quote_for(user: User, data: PlacementInput, now: datetime, *, read: Quote | None = None) -> Quote:
+    """The quote to place from (`read`: the user's quote as the caller just read it)."""
     from marketplace.services.quotes import quote_for_offer, quote_get, quote_is_expired, quote_refresh
 
     if data.quote_id:
-        quote = quote_get(user, data.quote_id)
+        quote = read or quote_get(user, data.quote_id)
         if quote_is_expired(quote, now):
             fresh = quote_refresh(quote, now=now)
             raise ConflictError("The quote has expired; here is a fresh one for the same request.",
@@ -134,13 +137,15 @@ def _reserve(*, user: User, idempotency_key: str, data: PlacementInput, now: dat
         raise PermissionDeniedError("Only customers place orders.")
     now = now or timezone.now()
     request_hash = data.hash()
-    existing = _replay(user, idempotency_key, request_hash)
+    read = placement_reads(user, idempotency_key, data.quote_id)
+    existing = _replay(user, idempotency_key, request_hash, read=read.replayed) if read.replayed else None
     if existing is not None:
         return existing, False
-    quote = _quote_for(user, data, now)
+    quote = _quote_for(user, data, now, read=read.quote)
     payment = data.payment or PaymentInput()
     by_credit = queue and billing_credit_ready(user, method=payment.method, payment_method=payment.payment_method,
-                                               duration_hours=data.job.duration_hours)
+                                               duration_hours=data.job.duration_hours, profile=read.profile,
+                                               account=read.credit_account)
     try:
         return _place(user, idempotency_key, request_hash, quote, data.job, now=now, by_credit=by_credit), True
     except IntegrityError:
@@ -169,6 +174,10 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                   state=State.QUEUED if by_credit else State.RESERVED,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
     apply_alternative(order, *first, offers[first[1].offer_id])
+    reserved_data = {"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes, "skipped_offers": []}
+    if by_credit and placement_statement.usable() and placement_statement.place_queued(
+            order, offers[first[1].offer_id], actor=user, now=now, reserved_data=reserved_data):
+        return order
     order.save()
     # Held until the order is paid for and queued (which confirms the reservation), or until it expires; paid and
     # queued here: confirmed at once.

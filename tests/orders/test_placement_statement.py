@@ -1,0 +1,120 @@
+"""Placement paid by credit in one statement on PostgreSQL (marketplace/orders/services/placement_statement.py) and
+its pre-transaction reads in one statement (placement_reads.py): the same rows as the ORM path, in fewer trips."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from marketplace.billing.models import OrderCharge
+from marketplace.errors import ConflictError, NotFoundError
+from marketplace.models import CatalogVersion
+from marketplace.orders.models import CapacityUnit, Order, OrderEvent, OutboxMessage, Reservation
+from marketplace.orders.services import placement_statement
+from marketplace.orders.services.placement import order_place
+from tests.orders.conftest import job, placement
+
+pytestmark = pytest.mark.django_db
+postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the one-statement path is PostgreSQL's")
+
+ORDER_VARYING = {"id", "idempotency_key", "request_hash", "key_salt", "created_at", "updated_at"}
+CHARGE_VARYING = {"id", "order_id", "created_at", "updated_at"}
+
+
+@pytest.fixture
+def offer(provider_a, make_node_offer):
+    return make_node_offer(provider_a, nodes=10, price="20.0000")
+
+
+def _written(order_id: int) -> dict:
+    """Every row placement wrote for the order, less what differs between two orders by nature."""
+    order = Order.objects.filter(pk=order_id).values().get()
+    charge = OrderCharge.objects.filter(order_id=order_id).values().get()
+    events = list(OrderEvent.objects.filter(order_id=order_id).order_by("id")
+                  .values("from_state", "to_state", "at", "actor_id", "actor_task", "reason", "data"))
+    for event in events:
+        event["data"].pop("units", None)
+    reservations = list(Reservation.objects.filter(order_id=order_id)
+                        .values("offer_id", "attempt", "active", "expires_at", "released_at", "release_reason"))
+    units = Reservation.objects.filter(order_id=order_id).values_list("unit_id", flat=True)
+    return {"order": {k: v for k, v in order.items() if k not in ORDER_VARYING},
+            "charge": {k: v for k, v in charge.items() if k not in CHARGE_VARYING},
+            "events": events, "reservations": reservations,
+            "held": list(CapacityUnit.objects.filter(pk__in=units).values_list("held", flat=True)),
+            "outbox": list(OutboxMessage.objects.filter(args=[order_id, 1]).values_list("task", "countdown"))}
+
+
+@postgres_only
+def test_the_statement_writes_what_the_orm_path_writes(customer, offer, make_quote, monkeypatch):
+    quote = make_quote(customer, [offer], nodes=2)
+    now = timezone.now()
+    order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)), now=now)  # units made
+    monkeypatch.setattr(placement_statement, "usable", lambda: False)
+    version = CatalogVersion.objects.get().version
+    by_orm, _ = order_place(user=customer, idempotency_key="orm", data=placement(quote_id=str(quote.id)), now=now)
+    assert CatalogVersion.objects.get().version == version + 1
+    monkeypatch.undo()
+    with CaptureQueriesContext(connection) as captured:
+        by_statement, _ = order_place(user=customer, idempotency_key="one", data=placement(quote_id=str(quote.id)),
+                                      now=now)
+    assert sum(q["sql"].startswith("WITH ord AS") for q in captured.captured_queries) == 1  # the path was taken
+    assert CatalogVersion.objects.get().version == version + 2
+
+    assert _written(by_statement.pk) == _written(by_orm.pk)
+    assert _written(by_statement.pk)["outbox"] == [("workers.tasks.orders.provision", 0.0)]
+    units = sorted(Reservation.objects.filter(order=by_statement).values_list("unit_id", flat=True))
+    reserved = OrderEvent.objects.filter(order=by_statement).order_by("id").first()
+    assert reserved.data["units"] == units and len(units) == 2
+    # Nobody else holds those units; all three orders hold six different units.
+    assert Reservation.objects.filter(active=True).values("unit_id").distinct().count() == 6
+    # The instance returned is the row as written (the API renders it without reading it back).
+    stored = Order.objects.get(pk=by_statement.pk)
+    assert (by_statement.state, by_statement.created_at, by_statement.key_salt) == (
+        stored.state, stored.created_at, stored.key_salt)
+
+
+@postgres_only
+def test_placement_runs_six_statements(customer, offer, make_quote):
+    """In a test's transaction: the reads, a savepoint, the offer lock, the free units, the write, the release."""
+    quote = make_quote(customer, [offer])
+    order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))
+    with CaptureQueriesContext(connection) as captured:
+        order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
+    kinds = [q["sql"].split()[0] for q in captured.captured_queries]
+    assert kinds == ["SELECT", "SAVEPOINT", "SELECT", "SELECT", "WITH", "RELEASE"]
+
+
+@postgres_only
+def test_a_full_first_offer_falls_back_to_the_next_alternative(customer, provider_b, offer, make_quote,
+                                                               make_node_offer):
+    small = make_node_offer(provider_b, nodes=1, price="10.0000")
+    quote = make_quote(customer, [small, offer])
+    first, _ = order_place(user=customer, idempotency_key="a", data=placement(quote_id=str(quote.id)))
+    second, _ = order_place(user=customer, idempotency_key="b", data=placement(quote_id=str(quote.id)))
+    assert (first.offer_id, second.offer_id) == (small.pk, offer.pk)
+    skipped = OrderEvent.objects.filter(order=second, to_state="reserved").get().data["skipped_offers"]
+    assert skipped == [small.pk]
+
+
+def test_reads_replay_the_key_and_refuse_another_body(customer, offer, make_quote):
+    quote = make_quote(customer, [offer])
+    first, created = order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
+    again, created_again = order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
+    assert (created, created_again, again.pk) == (True, False, first.pk)
+    with pytest.raises(ConflictError) as refused:
+        order_place(user=customer, idempotency_key="k", data=placement(job(command="other"), quote_id=str(quote.id)))
+    assert refused.value.code == "idempotency_key_reused"
+
+
+def test_reads_do_not_give_another_customers_quote(customer, make_user, offer, make_quote):
+    other = make_user("other-customer")
+    quote = make_quote(other, [offer])
+    with pytest.raises(NotFoundError):
+        order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
+    with pytest.raises(NotFoundError):
+        order_place(user=customer, idempotency_key="k2", data=placement(quote_id=str(uuid.uuid4())))
+    assert not Order.objects.exists()
