@@ -2,49 +2,63 @@
 
 A statement that writes several rows in one round trip (a data-modifying WITH query: an order, then rows that
 refer to it by the id its INSERT returned) cannot go through the ORM's save(). `insert_select` builds, once per
-model, the column list and the SELECT list of such an INSERT: every column the ORM's own INSERT would write
-(concrete, not generated, not the auto primary key), each either a parameter or an SQL expression the caller
-names (`o."id"`: the id returned by an earlier part of the statement). `params(obj)` gives the parameters from an
-unsaved instance exactly as save() would send them (Field.pre_save for auto_now/auto_now_add, then
-get_db_prep_save: JSON adapted, and so on). Parameters of non-text columns are cast to the column's type: a bare
-parameter in a SELECT list has no type for PostgreSQL to infer.
+model, such an INSERT: every column the ORM's own INSERT would write (concrete, not generated, not the auto
+primary key), each either taken from the row a JSON parameter describes or an SQL expression the caller names
+(`o."id"`: the id returned by an earlier part of the statement).
+
+A row travels as one JSON parameter, `jsonb_populate_record(NULL::<table>, <json>)` turning it into the table's
+column types (with their length and precision checks), rather than as one parameter per column: a placement writes
+some ninety values, and psycopg converts (and does not cache) the text of a query with more than 50 parameters,
+and adapts each parameter, on every call. `params(obj)` builds the JSON from an unsaved instance with the values
+save() would write (Field.pre_save for auto_now/auto_now_add, then get_prep_value): decimals as exact strings,
+datetimes in ISO 8601 with their offset and microseconds, JSON fields as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.db.models import Field, Model
-
-TEXT_TYPES = frozenset({"CharField", "TextField", "SlugField", "EmailField", "URLField"})
 
 
 @dataclass(frozen=True)
 class InsertSelect:
     model: type[Model]
-    fields: list[Field]  # the columns given as parameters, in the order of their placeholders
+    fields: list[Field]  # the columns the JSON row gives
     columns: str  # "a", "b", ... (every column written)
-    values: str  # the SELECT list, one entry per column
+    values: str  # the SELECT list, one entry per column: r."a" or the caller's expression
 
-    def head(self) -> str:
-        """INSERT INTO <table> (<columns>)"""
-        return f'INSERT INTO "{self.model._meta.db_table}" ({self.columns})'
+    def sql(self, source: str = "", *, many: bool = False, returning: str = '"id"') -> str:
+        """INSERT INTO <table> (<columns>) SELECT <values> FROM <the JSON row(s)> r [CROSS JOIN <source>]
+        RETURNING <returning>. One parameter: params(obj), or with `many` params_many(objs) (rows inserted in the
+        list's order)."""
+        table = self.model._meta.db_table
+        rows = (f'jsonb_populate_recordset(NULL::"{table}", CAST(%s AS jsonb)) r' if many
+                else f'jsonb_populate_record(NULL::"{table}", CAST(%s AS jsonb)) r')
+        join = f" CROSS JOIN {source}" if source else ""
+        return f'INSERT INTO "{table}" ({self.columns}) SELECT {self.values} FROM {rows}{join} RETURNING {returning}'
 
-    def select(self, source: str = "") -> str:
-        """SELECT <values> [FROM <source>]: one row per source row (its parameters: params())."""
-        return f"SELECT {self.values}" + (f" FROM {source}" if source else "")
+    def params(self, obj: Model, connection=None) -> list[str]:
+        return [orjson.dumps(self.row(obj)).decode()]
 
-    def sql(self, source: str = "", *, returning: str = '"id"') -> str:
-        """INSERT INTO <table> (<columns>) SELECT <values> [FROM <source>] RETURNING <returning>."""
-        return f"{self.head()} {self.select(source)} RETURNING {returning}"
+    def params_many(self, objs: Iterable[Model]) -> list[str]:
+        return [orjson.dumps([self.row(obj) for obj in objs]).decode()]
 
-    def params(self, obj: Model, connection) -> list[Any]:
-        return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in self.fields]
+    def row(self, obj: Model) -> dict[str, Any]:
+        return {field.column: _json_value(field.get_prep_value(field.pre_save(obj, True))) for field in self.fields}
 
 
-def insert_select(model: type[Model], connection, computed: Mapping[str, str] | None = None) -> InsertSelect:
+def _json_value(value: Any) -> Any:
+    """orjson writes the rest (datetimes with offset and microseconds, UUIDs, JSON fields' values); a Decimal is
+    written exactly, as a string (never inside a JSON field's value, which the ORM would refuse too)."""
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def insert_select(model: type[Model], connection=None, computed: Mapping[str, str] | None = None) -> InsertSelect:
     """The INSERT ... SELECT shape of `model` with the columns of `computed` (attname -> SQL expression) taken from
     the statement instead of the instance."""
     computed = dict(computed or {})
@@ -53,12 +67,6 @@ def insert_select(model: type[Model], connection, computed: Mapping[str, str] | 
     unknown = set(computed) - {f.attname for f in written}
     if unknown:
         raise ValueError(f"{model.__name__} has no written column {sorted(unknown)}")
-    fields, values = [], []
-    for field in written:
-        if field.attname in computed:
-            values.append(computed[field.attname])
-            continue
-        fields.append(field)
-        values.append("%s" if field.get_internal_type() in TEXT_TYPES else f"CAST(%s AS {field.db_type(connection)})")
-    columns = ", ".join(f'"{f.column}"' for f in written)
-    return InsertSelect(model, fields, columns, ", ".join(values))
+    fields = [f for f in written if f.attname not in computed]
+    values = [computed.get(f.attname, f'r."{f.column}"') for f in written]
+    return InsertSelect(model, fields, ", ".join(f'"{f.column}"' for f in written), ", ".join(values))

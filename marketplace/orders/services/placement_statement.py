@@ -57,10 +57,9 @@ def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, rese
     charge = billing_order_placing_charge(order)
     message = OutboxMessage(task=TASK_PROVISION, countdown=0)
     shapes = _shapes()
-    params = [*shapes["order"].params(order, connection), *shapes["reservation"].params(reservation, connection),
-              units, units, *shapes["charge"].params(charge, connection),
-              *shapes["outbox"].params(message, connection),
-              *[value for event in events for value in shapes["event"].params(event, connection)]]
+    params = [*shapes["order"].params(order), *shapes["reservation"].params(reservation), units, units,
+              *shapes["charge"].params(charge), *shapes["outbox"].params(message),
+              *shapes["event"].params_many(events)]
     with prepared_cursor() as cursor:
         cursor.execute(_statement(), params)
         order_id, charge_id, message_id, event_ids, bumped = cursor.fetchone()
@@ -100,7 +99,6 @@ def _statement() -> str:
     shapes = _shapes()
     unit_ids = f"CAST(%s AS {Reservation._meta.get_field('unit').db_type(connection)}[])"
     units, version = CapacityUnit._meta.db_table, CatalogVersion._meta.db_table
-    event = shapes["event"]
     return (
         f'WITH ord AS ({shapes["order"].sql()}), '
         f'res AS ({shapes["reservation"].sql(f"ord o CROSS JOIN unnest({unit_ids}) AS u(unit)")}), '
@@ -110,6 +108,6 @@ def _statement() -> str:
         f'AND EXISTS (SELECT 1 FROM held) RETURNING 1), '
         f'charge AS ({shapes["charge"].sql("ord o")}), '
         f'box AS ({shapes["outbox"].sql("ord o")}), '
-        f'ev AS ({event.head()} {event.select("ord o")} UNION ALL {event.select("ord o")} RETURNING "id") '
+        f'ev AS ({shapes["event"].sql("ord o", many=True)}) '
         f'SELECT o."id", (SELECT "id" FROM charge), (SELECT "id" FROM box), '
         f'(SELECT array_agg("id" ORDER BY "id") FROM ev), (SELECT count(*) FROM bump) FROM ord o')
