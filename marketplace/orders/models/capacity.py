@@ -19,7 +19,8 @@ from django.db.models import Q
 
 
 class CapacityUnit(models.Model):
-    offer = models.ForeignKey("marketplace.Offer", on_delete=models.CASCADE, related_name="capacity_units")
+    offer = models.ForeignKey("marketplace.Offer", on_delete=models.CASCADE, related_name="capacity_units",
+                              db_index=False)  # capacity_unit_unique_index leads with it
     index = models.PositiveIntegerField()
     retired = models.BooleanField(default=False)
     held = models.BooleanField(default=False, help_text="Has an active reservation (kept with the reservations).")
@@ -39,9 +40,11 @@ class CapacityUnit(models.Model):
 
 
 class Reservation(models.Model):
-    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="reservations")
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="reservations",
+                              db_index=False)  # reservation_order_active leads with it
     unit = models.ForeignKey(CapacityUnit, on_delete=models.PROTECT, related_name="reservations")
-    offer = models.ForeignKey("marketplace.Offer", on_delete=models.CASCADE, related_name="+")
+    offer = models.ForeignKey("marketplace.Offer", on_delete=models.CASCADE, related_name="+",
+                              db_index=False)  # reservation_offer_active leads with it
     attempt = models.PositiveSmallIntegerField()
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -46,14 +46,17 @@ def free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
     capacity_sync creates, would pass: it means less capacity, never more, and reserve() syncs when it finds too
     few free units).
 
-    One statement, written as SQL (the same text for every placement; the ORM spent ~1 ms compiling it, five
-    times the database's time): the check, left-joined with the first `nodes` units of the partial index
-    capacity_unit_free less any with an active reservation (the guard; a candidate it drops, `held` out of step,
-    leaves fewer than `nodes`, and the caller falls back to a sync and the full `free_units` query). It returns
-    one row with no unit when none is free."""
+    One statement, written as SQL (the same text for every placement of `nodes` units; the ORM spent ~1 ms
+    compiling it, five times the database's time): the check, left-joined with the first `nodes` units of the
+    partial index capacity_unit_free less any with an active reservation (the guard; a candidate it drops, `held`
+    out of step, leaves fewer than `nodes`, and the caller falls back to a sync and the full `free_units` query).
+    It returns one row with no unit when none is free. Prepared on PostgreSQL, its generic plan probes the
+    reservations of each candidate unit (an index nested loop); `nodes` is written into the text as the LIMIT
+    because with the LIMIT a parameter, the generic plan hashed every active reservation instead (0.55 ms against
+    0.03 ms at 860 reservations, and growing with them)."""
     wanted = offer.nodes_available
-    with connection.cursor() as cursor:
-        cursor.execute(_free_units_sql(), [offer.pk, offer.pk, wanted, offer.pk, int(nodes)])
+    with prepared_cursor() as cursor:
+        cursor.execute(_free_units_sql(int(nodes)), [offer.pk, offer.pk, wanted, offer.pk])
         rows = cursor.fetchall()
     top, gap = rows[0][1], rows[0][2]
     if gap or top != wanted - 1:
@@ -62,14 +65,14 @@ def free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
 
 
 @cache
-def _free_units_sql() -> str:
+def _free_units_sql(nodes: int) -> str:
     unit, reservation = CapacityUnit._meta, Reservation._meta
     units, held_by = f'"{unit.db_table}"', f'"{reservation.db_table}"'
     check = (f'SELECT (SELECT u."index" FROM {units} u WHERE u."offer_id" = %s AND NOT u."retired" '
              f'ORDER BY u."index" DESC LIMIT 1) AS top, EXISTS(SELECT 1 FROM {units} u WHERE u."offer_id" = %s '
              f'AND u."retired" AND u."index" < %s) AS gap')
     free = (f'SELECT f."id", f."index" FROM {units} f WHERE f."offer_id" = %s AND NOT f."retired" AND '
-            f'NOT f."held" ORDER BY f."index" LIMIT %s')
+            f'NOT f."held" ORDER BY f."index" LIMIT {int(nodes)}')
     return (f'SELECT c."id", k.top, k.gap FROM ({check}) k LEFT JOIN ({free}) c ON NOT EXISTS '
             f'(SELECT 1 FROM {held_by} r WHERE r."unit_id" = c."id" AND r."active") ORDER BY c."index"')
 
