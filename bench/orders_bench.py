@@ -12,7 +12,10 @@
 3. No-op baseline: publishes --noop tasks that do nothing (ignore_result, acks_late like the order tasks) and
    times them until the queue is empty and nothing is left unacknowledged.
 4. Orders: --clients client processes (like web server workers) x --threads threads POST /api/v1/orders/
-   (token auth, Idempotency-Key, the full Django/DRF stack in-process) for --orders orders from one quote; each
+   (token auth, Idempotency-Key, the full Django/DRF stack in-process) for --orders orders from one quote. Each
+   thread first places one order of its own, provisioned before the run starts: its database connection is open
+   and its statements prepared, as in a web server worker that has served requests before (the run measures
+   that steady state, not a connection's setup); each
    order's latency is its POST start -> its `running_at` (stamped by the
    worker in the same transaction as provisioning -> running). Two runs of --orders orders:
    - end to end: the clients POST while the workers run. Throughput = orders / (last running_at - first POST).
@@ -138,23 +141,35 @@ def process_cpu_s(pid: int) -> float:
     return tree_usage(pid)[0][1]
 
 
-def _post_orders(token: str, quote_id: str, keys: list[str], threads: int) -> tuple[dict[int, float], list[str]]:
-    """POST one order per key from `threads` threads of this process: ({order id: POST start}, errors)."""
+def _post_orders(token: str, quote_id: str, keys: list[str], threads: int, ready, go) -> tuple[
+        dict[int, float], list[str], float]:
+    """POST one order per key from `threads` threads of this process: ({order id: POST start}, errors, CPU seconds
+    this process spent from the start signal). Each thread first places one order of its own (its database
+    connection opened, the statements it runs prepared on it: a web server worker's steady state), then the
+    process says it is ready and waits for the start signal."""
     from django.db import connections
     from rest_framework.test import APIClient
 
     starts: dict[int, float] = {}
     errors: list[str] = []
     lock = threading.Lock()
+    warmed = threading.Barrier(threads + 1)
+    start = threading.Event()
+
+    def post(api: APIClient, key: str):
+        return api.post("/api/v1/orders/", {"quote_id": quote_id, "job": {
+            "command": "python serve.py", "duration_hours": "1"}}, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
     def run(thread: int) -> None:
         api = APIClient()
         api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
         try:
+            post(api, f"warm-{uuid.uuid4().hex}")
+            warmed.wait()
+            start.wait()
             for key in keys[thread::threads]:
                 began = time.time()
-                res = api.post("/api/v1/orders/", {"quote_id": quote_id, "job": {
-                    "command": "python serve.py", "duration_hours": "1"}}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+                res = post(api, key)
                 with lock:
                     if res.status_code == 201:
                         starts[res.json()["id"]] = began
@@ -166,26 +181,23 @@ def _post_orders(token: str, quote_id: str, keys: list[str], threads: int) -> tu
     pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for t in pool:
         t.start()
-    for t in pool:
-        t.join()
-    return starts, errors
-
-
-def _creator(token: str, quote_id: str, keys: list[str], threads: int, ready, go, results) -> None:
-    """A client process (like one web server worker): Django set up and warmed before the start signal."""
-    import django
-
-    django.setup()
-    from rest_framework.test import APIClient
-
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    api.get("/api/v1/orders/?page_size=1")  # imports, URL resolver, connection: not part of the measurement
+    warmed.wait()
     ready.release()
     go.wait()
     cpu = time.process_time()
-    starts, errors = _post_orders(token, quote_id, keys, threads)
-    results.put((starts, errors, time.process_time() - cpu))
+    start.set()
+    for t in pool:
+        t.join()
+    return starts, errors, time.process_time() - cpu
+
+
+def _creator(token: str, quote_id: str, keys: list[str], threads: int, ready, go, results) -> None:
+    """A client process (like one web server worker): Django set up and its threads warmed before the start
+    signal."""
+    import django
+
+    django.setup()
+    results.put(_post_orders(token, quote_id, keys, threads, ready, go))
 
 
 def measure_orders(token: str, quote_id: str, count: int, processes: int, threads: int, prefix: str,
@@ -211,6 +223,12 @@ def measure_orders(token: str, quote_id: str, count: int, processes: int, thread
         child.start()
     for _ in children:
         ready.acquire()
+    warming = Order.objects.filter(idempotency_key__startswith="warm-", running_at__isnull=True)
+    deadline = time.monotonic() + 60
+    while warming.exists():  # the clients' warm-up orders: provisioned before the measurement starts
+        if time.monotonic() > deadline:
+            raise SystemExit("orders_bench: the clients' warm-up orders did not reach running within 60 s")
+        time.sleep(0.05)
     if paused:
         os.killpg(worker_pid, signal.SIGSTOP)
     try:
@@ -299,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = None
     try:
         call_command("migrate", verbosity=0)
-        token, quote_id = make_fixture(2 * args.orders + 50)  # warm-up, end to end and pipeline runs
+        # The warm-up run, end to end and pipeline runs, and each client thread's warm-up order in each run.
+        token, quote_id = make_fixture(2 * args.orders + 40 + 3 * args.clients * args.threads + 10)
         connection.close()
         worker = start_worker(env, queue, log_path, include="bench.orders_bench")
         wait_ready(client, queue, worker)
