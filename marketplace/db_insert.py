@@ -32,15 +32,17 @@ class InsertSelect:
     columns: str  # "a", "b", ... (every column written)
     values: str  # the SELECT list, one entry per column: r."a" or the caller's expression
 
-    def sql(self, source: str = "", *, many: bool = False, returning: str = '"id"') -> str:
+    def sql(self, source: str = "", *, many: bool = False, where: str = "", returning: str = '"id"') -> str:
         """INSERT INTO <table> (<columns>) SELECT <values> FROM <the JSON row(s)> r [CROSS JOIN <source>]
-        RETURNING <returning>. One parameter: params(obj), or with `many` params_many(objs) (rows inserted in the
-        list's order)."""
+        [WHERE <where>] RETURNING <returning>. One parameter: params(obj), or with `many` params_many(objs) (rows
+        inserted in the list's order)."""
         table = self.model._meta.db_table
         rows = (f'jsonb_populate_recordset(NULL::"{table}", CAST(%s AS jsonb)) r' if many
                 else f'jsonb_populate_record(NULL::"{table}", CAST(%s AS jsonb)) r')
         join = f" CROSS JOIN {source}" if source else ""
-        return f'INSERT INTO "{table}" ({self.columns}) SELECT {self.values} FROM {rows}{join} RETURNING {returning}'
+        condition = f" WHERE {where}" if where else ""
+        return (f'INSERT INTO "{table}" ({self.columns}) SELECT {self.values} FROM {rows}{join}{condition} '
+                f"RETURNING {returning}")
 
     def params(self, obj: Model, connection=None) -> list[str]:
         return [orjson.dumps(self.row(obj)).decode()]
@@ -58,15 +60,18 @@ def _json_value(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-def insert_select(model: type[Model], connection=None, computed: Mapping[str, str] | None = None) -> InsertSelect:
+def insert_select(model: type[Model], connection=None, computed: Mapping[str, str] | None = None, *,
+                  in_row: Iterable[str] = ()) -> InsertSelect:
     """The INSERT ... SELECT shape of `model` with the columns of `computed` (attname -> SQL expression) taken from
-    the statement instead of the instance."""
+    the statement instead of the instance; those named in `in_row` are in the JSON row all the same, for their
+    expression to use (r."<column>")."""
     computed = dict(computed or {})
+    in_row = set(in_row)
     meta = model._meta
     written = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
     unknown = set(computed) - {f.attname for f in written}
     if unknown:
         raise ValueError(f"{model.__name__} has no written column {sorted(unknown)}")
-    fields = [f for f in written if f.attname not in computed]
+    fields = [f for f in written if f.attname not in computed or f.attname in in_row]
     values = [computed.get(f.attname, f'r."{f.column}"') for f in written]
     return InsertSelect(model, fields, ", ".join(f'"{f.column}"' for f in written), ", ".join(values))

@@ -9,11 +9,13 @@ statement, prepared, whose rows refer to the order by the id its INSERT returns.
 unsaved model instance exactly as save() would write it (marketplace/db_insert.py), so both paths write the
 same rows (tests/orders/test_placement_statement.py compares them).
 
-It runs inside `_place`'s transaction, after the offer row is locked and the free units were read
-(reservations.free_units_in_step, a statement of its own so that it sees every reservation committed before the
-lock was granted). The partial unique index on active reservations still refuses a double booking: the
-statement then fails and the transaction rolls back, as the ORM path's INSERT would. Anything else (SQLite, the
-first alternative without free units, units out of step with the offer) goes down the ORM path.
+It runs inside `_place`'s transaction, after the offer row is locked; it also picks the free units
+(reservations.free_units_parts: the in-step check, the first units not held, the guard against an active
+reservation), which is correct only because it is a statement of its own after the lock: its snapshot sees every
+reservation committed before the lock was granted. The partial unique index on active reservations still refuses
+a double booking: the statement then fails and the transaction rolls back, as the ORM path's INSERT would. When
+the units are out of step or too few are free, it writes nothing and returns no row; that, SQLite and the first
+alternative's offer not listed take the ORM path.
 """
 
 from __future__ import annotations
@@ -47,27 +49,30 @@ def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, rese
     if order.state != State.QUEUED or order.attempt != 1 or offer.status != Offer.Status.LISTED \
             or offer.nodes_available < order.nodes:
         return False
-    units = reservations.free_units_in_step(offer, order.nodes)
-    if units is None or len(units) < order.nodes:
-        return False
     reserved = OrderEvent(order=order, from_state="", to_state=State.RESERVED, at=now, actor=actor,
-                          reason="order placed; capacity reserved", data={**reserved_data, "units": sorted(units)})
+                          reason="order placed; capacity reserved", data=dict(reserved_data))  # + units, in SQL
     events = [reserved, queued_event(order, now=now, actor=actor)]
     reservation = Reservation(offer_id=offer.pk, attempt=order.attempt, expires_at=None)
     charge = billing_order_placing_charge(order)
     message = OutboxMessage(task=TASK_PROVISION, countdown=0)
     shapes = _shapes()
-    params = [*shapes["order"].params(order), *shapes["reservation"].params(reservation), units, units,
+    wanted = offer.nodes_available
+    params = [offer.pk, offer.pk, wanted, offer.pk, wanted - 1, order.nodes,
+              *shapes["order"].params(order), *shapes["reservation"].params(reservation),
               *shapes["charge"].params(charge), *shapes["outbox"].params(message),
               *shapes["event"].params_many(events)]
     with prepared_cursor() as cursor:
-        cursor.execute(_statement(), params)
-        order_id, charge_id, message_id, event_ids, bumped = cursor.fetchone()
+        cursor.execute(_statement(order.nodes), params)
+        row = cursor.fetchone()
+    if row is None:  # units out of step or too few free: nothing was written
+        return False
+    order_id, charge_id, message_id, event_ids, units, bumped = row
     if not bumped:  # no catalog version row yet (a fresh database): the ORM's way creates it
         catalog_bump()
     _saved(order, order_id)
     _saved(charge, charge_id)
     charge.order = order
+    reserved.data["units"] = units
     for event, event_id in zip(events, event_ids, strict=True):  # one INSERT: ids ascend in the rows' order
         _saved(event, event_id)
     message.args = [order_id, order.attempt]
@@ -85,29 +90,43 @@ def _saved(instance, pk: int) -> None:
 @cache
 def _shapes() -> dict:
     order_ref = {"order_id": 'o."id"'}
+    units = """(SELECT jsonb_agg(p."id" ORDER BY p."id") FROM picked p)"""
     return {
         "order": insert_select(Order, connection),
-        "reservation": insert_select(Reservation, connection, {**order_ref, "unit_id": "u.unit"}),
+        "reservation": insert_select(Reservation, connection, {**order_ref, "unit_id": 'p."id"'}),
         "charge": insert_select(OrderCharge, connection, order_ref),
         "outbox": insert_select(OutboxMessage, connection, {"args": 'jsonb_build_array(o."id", 1)'}),
-        "event": insert_select(OrderEvent, connection, order_ref),
+        # The reserved event's data gets the units the statement picked.
+        "event": insert_select(OrderEvent, connection, {
+            **order_ref, "data": f"""CASE WHEN r."to_state" = '{State.RESERVED.value}' """
+                                 f"""THEN jsonb_set(r."data", '{{units}}', {units}) ELSE r."data" END"""},
+                                in_row=("data",)),
     }
 
 
 @cache
-def _statement() -> str:
+def _statement(nodes: int) -> str:
+    """Parameters: the in-step check's (the offer id twice, nodes_available), the free units' (the offer id), the
+    check's expected top index (nodes_available - 1) and `nodes`, then one JSON row per insert. Everything after
+    `ok` writes only when the offer's units are in step and `nodes` of them are free; the free units are read by
+    this statement, after the caller's lock on the offer: its snapshot sees every reservation committed before."""
     shapes = _shapes()
-    unit_ids = f"CAST(%s AS {Reservation._meta.get_field('unit').db_type(connection)}[])"
+    check, free, guard = reservations.free_units_parts(nodes)
     units, version = CapacityUnit._meta.db_table, CatalogVersion._meta.db_table
     return (
-        f'WITH ord AS ({shapes["order"].sql()}), '
-        f'res AS ({shapes["reservation"].sql(f"ord o CROSS JOIN unnest({unit_ids}) AS u(unit)")}), '
-        f'held AS (UPDATE "{units}" SET "held" = true WHERE "id" = ANY({unit_ids}) RETURNING 1), '
+        f"WITH chk AS ({check}), "
+        f"picked AS (SELECT c.\"id\" FROM ({free}) c WHERE {guard}), "
+        f"ok AS (SELECT 1 FROM chk WHERE NOT chk.gap AND chk.top = %s AND (SELECT count(*) FROM picked) = %s), "
+        f'ord AS ({shapes["order"].sql(where="EXISTS (SELECT 1 FROM ok)")}), '
+        f'res AS ({shapes["reservation"].sql("ord o CROSS JOIN picked p")}), '
+        f'held AS (UPDATE "{units}" SET "held" = true WHERE "id" IN (SELECT "id" FROM picked) '
+        f"AND EXISTS (SELECT 1 FROM ord) RETURNING 1), "
         # After the units (EXISTS reads `held`): the same lock order as the ORM path, units then version.
         f'bump AS (UPDATE "{version}" SET "version" = "version" + 1 WHERE "id" = 1 '
-        f'AND EXISTS (SELECT 1 FROM held) RETURNING 1), '
+        f"AND EXISTS (SELECT 1 FROM held) RETURNING 1), "
         f'charge AS ({shapes["charge"].sql("ord o")}), '
         f'box AS ({shapes["outbox"].sql("ord o")}), '
         f'ev AS ({shapes["event"].sql("ord o", many=True)}) '
         f'SELECT o."id", (SELECT "id" FROM charge), (SELECT "id" FROM box), '
-        f'(SELECT array_agg("id" ORDER BY "id") FROM ev), (SELECT count(*) FROM bump) FROM ord o')
+        f'(SELECT array_agg("id" ORDER BY "id") FROM ev), (SELECT array_agg("id" ORDER BY "id") FROM picked), '
+        f"(SELECT count(*) FROM bump) FROM ord o")

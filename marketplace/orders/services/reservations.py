@@ -66,6 +66,15 @@ def free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
 
 @cache
 def _free_units_sql(nodes: int) -> str:
+    check, free, guard = free_units_parts(nodes)
+    return f'SELECT c."id", k.top, k.gap FROM ({check}) k LEFT JOIN ({free}) c ON {guard} ORDER BY c."index"'
+
+
+@cache
+def free_units_parts(nodes: int) -> tuple[str, str, str]:
+    """The SQL of free_units_in_step's parts: the in-step check (parameters: the offer id twice, nodes_available;
+    columns top, gap), the first `nodes` units not held (parameter: the offer id; columns id, index) and the
+    guard on a candidate `c` (no active reservation of it). placement_statement.py uses them too."""
     unit, reservation = CapacityUnit._meta, Reservation._meta
     units, held_by = f'"{unit.db_table}"', f'"{reservation.db_table}"'
     check = (f'SELECT (SELECT u."index" FROM {units} u WHERE u."offer_id" = %s AND NOT u."retired" '
@@ -73,8 +82,8 @@ def _free_units_sql(nodes: int) -> str:
              f'AND u."retired" AND u."index" < %s) AS gap')
     free = (f'SELECT f."id", f."index" FROM {units} f WHERE f."offer_id" = %s AND NOT f."retired" AND '
             f'NOT f."held" ORDER BY f."index" LIMIT {int(nodes)}')
-    return (f'SELECT c."id", k.top, k.gap FROM ({check}) k LEFT JOIN ({free}) c ON NOT EXISTS '
-            f'(SELECT 1 FROM {held_by} r WHERE r."unit_id" = c."id" AND r."active") ORDER BY c."index"')
+    guard = f'NOT EXISTS (SELECT 1 FROM {held_by} r WHERE r."unit_id" = c."id" AND r."active")'
+    return check, free, guard
 
 
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
