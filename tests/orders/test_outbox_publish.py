@@ -39,8 +39,16 @@ def _comparable(message: dict) -> dict:
             "content-type": message["content-type"], "content-encoding": message["content-encoding"]}
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["task-unknown-here", "task-registered-here"])
 @pytest.mark.parametrize(("task", "args", "countdown"), [(TASK_PROVISION, [12, 1], 0), (TASK_METER, [12, 2], 30.0)])
-def test_the_message_is_the_one_send_task_sends(broker_redis, task, args, countdown):
+def test_the_message_is_the_one_send_task_sends(broker_redis, monkeypatch, task, args, countdown, registered):
+    """A web process may not have imported the tasks; a worker has (send_task then adds the task's time limits)."""
+    import workers.tasks.orders  # noqa: F401  (declares the order tasks)
+
+    if registered:
+        assert task in app.tasks  # finalizes the app: the declared tasks are registered
+    else:
+        monkeypatch.delitem(app._tasks, task, raising=False)
     queue = queue_name(task)
     send_task(task, args, countdown=countdown)
     ours = _last(broker_redis, queue)
@@ -48,8 +56,14 @@ def test_the_message_is_the_one_send_task_sends(broker_redis, task, args, countd
                   retry_policy=PUBLISH_RETRY, ignore_result=True)
     theirs = _last(broker_redis, queue)
 
-    assert _comparable(ours) == _comparable(theirs)
+    mine, celery = _comparable(ours), _comparable(theirs)
+    differing = {k: (mine["headers"].get(k), celery["headers"].get(k))
+                 for k in mine["headers"].keys() | celery["headers"].keys()
+                 if mine["headers"].get(k) != celery["headers"].get(k)}
+    assert differing == {}
+    assert mine == celery
     assert ours["headers"]["task"] == task and ours["headers"]["argsrepr"] == repr(args)
     assert ours["headers"]["root_id"] == ours["headers"]["id"]  # no parent: its own root, as send_task makes it
     assert (ours["headers"]["eta"] is None) == (not countdown)
+    assert (ours["headers"]["timelimit"] != [None, None]) == registered
     assert ours["properties"]["delivery_info"]["routing_key"] == queue

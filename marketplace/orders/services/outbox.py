@@ -56,10 +56,12 @@ def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
     root_id = parent_id = None
     if parent is not None:  # as send_task: the task publishing it is its parent
         root_id, parent_id = parent.request.root_id or parent.request.id, parent.request.id
+    registered = app._tasks.get(task)  # as send_task: a task this process knows gives its time limits
+    hard, soft = (registered.time_limit, registered.soft_time_limit) if registered is not None else (None, None)
     message = app.amqp.create_task_message(
-        uuid(), task, args, {}, countdown=countdown or None, reply_to=app.thread_oid,
-        create_sent_event=_sent_event(app), root_id=root_id, parent_id=parent_id, ignore_result=True,
-        argsrepr=repr(args), kwargsrepr="{}")
+        uuid(), task, args, {}, countdown=countdown or None, reply_to=app.thread_oid, time_limit=hard,
+        soft_time_limit=soft, create_sent_event=_sent_event(app), root_id=root_id, parent_id=parent_id,
+        ignore_result=True, argsrepr=repr(args), kwargsrepr="{}")
     with app.producer_or_acquire() as producer, producer.connection._reraise_as_library_errors():
         app.amqp.send_task_message(producer, task, message, queue=app.amqp.queues[queue_name(task)], declare=[],
                                    retry=True, retry_policy=PUBLISH_RETRY)
