@@ -44,7 +44,7 @@ class InsertSelect:
         return (f'INSERT INTO "{table}" ({self.columns}) SELECT {self.values} FROM {rows}{join}{condition} '
                 f"RETURNING {returning}")
 
-    def params(self, obj: Model, connection=None) -> list[str]:
+    def params(self, obj: Model) -> list[str]:
         return [orjson.dumps(self.row(obj)).decode()]
 
     def params_many(self, objs: Iterable[Model]) -> list[str]:
@@ -60,7 +60,7 @@ def _json_value(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-def insert_select(model: type[Model], connection=None, computed: Mapping[str, str] | None = None, *,
+def insert_select(model: type[Model], computed: Mapping[str, str] | None = None, *,
                   in_row: Iterable[str] = ()) -> InsertSelect:
     """The INSERT ... SELECT shape of `model` with the columns of `computed` (attname -> SQL expression) taken from
     the statement instead of the instance; those named in `in_row` are in the JSON row all the same, for their

@@ -92,12 +92,12 @@ def _shapes() -> dict:
     order_ref = {"order_id": 'o."id"'}
     units = """(SELECT jsonb_agg(p."id" ORDER BY p."id") FROM picked p)"""
     return {
-        "order": insert_select(Order, connection),
-        "reservation": insert_select(Reservation, connection, {**order_ref, "unit_id": 'p."id"'}),
-        "charge": insert_select(OrderCharge, connection, order_ref),
-        "outbox": insert_select(OutboxMessage, connection, {"args": 'jsonb_build_array(o."id", 1)'}),
+        "order": insert_select(Order),
+        "reservation": insert_select(Reservation, {**order_ref, "unit_id": 'p."id"'}),
+        "charge": insert_select(OrderCharge, order_ref),
+        "outbox": insert_select(OutboxMessage, {"args": 'jsonb_build_array(o."id", 1)'}),
         # The reserved event's data gets the units the statement picked.
-        "event": insert_select(OrderEvent, connection, {
+        "event": insert_select(OrderEvent, {
             **order_ref, "data": f"""CASE WHEN r."to_state" = '{State.RESERVED.value}' """
                                  f"""THEN jsonb_set(r."data", '{{units}}', {units}) ELSE r."data" END"""},
                                 in_row=("data",)),

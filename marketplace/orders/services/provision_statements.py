@@ -65,7 +65,7 @@ def claim(order_id: int, attempt: int, *, task: str, now: datetime) -> Order | N
                        actor_task=task, reason=PROVISIONING_STARTED[:300])  # data: CLAIM_DATA
     with prepared_cursor() as cursor:
         cursor.execute(_claim_sql(), [now, now, updated, now, order_id, attempt,
-                                      *_event_shape(CLAIM_DATA).params(event, connection)])
+                                      *_event_shape(CLAIM_DATA).params(event)])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -93,7 +93,7 @@ def running(order: Order, job_ref: str, *, task: str, message: str, now: datetim
                        data=running_data(order, job_ref, message=message, waited=waited))
     by_offer = provider_id is None
     params = [now, now, now, now, job_ref, order.pk, order.attempt, order.job_ref,
-              *_event_shape().params(event, connection),
+              *_event_shape().params(event),
               *observe_params(provisioning_value(waited)), order.offer_id if by_offer else provider_id]
     with prepared_cursor() as cursor:
         cursor.execute(_running_sql(by_offer=by_offer), params)
@@ -114,7 +114,7 @@ def _legal(order_id: int, source: State, to: State) -> None:
 @cache
 def _event_shape(data: str = "") -> InsertSelect:
     """The event INSERT ... SELECT from the `moved` row (m); `data`: the data column's SQL, when not a parameter."""
-    return insert_select(OrderEvent, connection, {"order_id": 'm."id"', **({"data": data} if data else {})})
+    return insert_select(OrderEvent, {"order_id": 'm."id"', **({"data": data} if data else {})})
 
 
 def _moved(sets: str, where: str, returning: str) -> str:
