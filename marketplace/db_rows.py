@@ -53,3 +53,13 @@ def build_row(parts: list[ModelColumns], row: Iterable[Any], connection) -> list
         instances.append(part.build(row[start:start + len(part.attnames)], connection))
         start += len(part.attnames)
     return instances
+
+
+def row_lock_clause(alias: str, connection) -> str:
+    """FOR UPDATE OF the aliased table's rows only, where the database has row locks of that kind; FOR UPDATE
+    where it has plain ones; nothing on SQLite (its writers are serialised anyway)."""
+    if connection.features.has_select_for_update_of:
+        return f" FOR UPDATE OF {alias}"
+    if connection.features.has_select_for_update:
+        return " FOR UPDATE"
+    return ""

@@ -16,7 +16,7 @@ from functools import cache
 from django.db import connection
 
 from marketplace.db_prepared import prepared_cursor
-from marketplace.db_rows import ModelColumns, build_row, model_columns
+from marketplace.db_rows import ModelColumns, build_row, model_columns, row_lock_clause
 from marketplace.models import Accelerator, Offer
 from marketplace.orders.models import Order
 
@@ -64,8 +64,5 @@ def claim_columns() -> list[ModelColumns]:
 def _statement(vendor: str) -> str:
     table = f'"{Order._meta.db_table}"'
     sql = f'{claim_select(table)} WHERE o."id" = %s'
-    if connection.features.has_select_for_update_of:
-        sql += " FOR UPDATE OF o"
-    elif connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+    sql += row_lock_clause("o", connection)
     return sql

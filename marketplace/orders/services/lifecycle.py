@@ -35,6 +35,17 @@ def queued_event(order: Order, *, now: datetime, actor: User | None = None, task
                       actor_task=task, reason=QUEUED_REASON, data={"attempt": order.attempt})
 
 
+def reserved_event(order: Order, *, quote_id: str, now: datetime, actor: User | None, units: list[int] | None,
+                   skipped_offers: list[int]) -> OrderEvent:
+    """The placement's first event (unsaved): capacity reserved on the order's offer. `units` None: left for the
+    writing statement to add (placement_statement.py picks them)."""
+    data = {"quote_id": quote_id, "offer_id": order.offer_id, "nodes": order.nodes, "skipped_offers": skipped_offers}
+    if units is not None:
+        data["units"] = sorted(units)
+    return OrderEvent(order=order, from_state="", to_state=State.RESERVED, at=now, actor=actor,
+                      reason="order placed; capacity reserved", data=data)
+
+
 def locked(order_id: int) -> Order:
     """The order row, locked (FOR UPDATE OF the order only)."""
     order = Order.objects.select_for_update(of=("self",)).filter(pk=order_id).first()

@@ -32,7 +32,7 @@ from marketplace.models import Quote, User
 from marketplace.orders import config
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import outbox, placement_statement, reservations
-from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event
+from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event, reserved_event
 from marketplace.orders.services.placement_plan import alternatives_of, apply_alternative, plan_from_quote
 from marketplace.orders.services.placement_reads import placement_reads
 from marketplace.orders.states import State
@@ -174,9 +174,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
                   state=State.QUEUED if by_credit else State.RESERVED,
                   attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
     apply_alternative(order, *first, offers[first[1].offer_id])
-    reserved_data = {"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes, "skipped_offers": []}
     if by_credit and placement_statement.usable() and placement_statement.place_queued(
-            order, offers[first[1].offer_id], actor=user, now=now, reserved_data=reserved_data):
+            order, offers[first[1].offer_id], actor=user, now=now, quote_id=str(quote.id)):
         return order
     order.save()
     # Held until the order is paid for and queued (which confirms the reservation), or until it expires; paid and
@@ -198,10 +197,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
         apply_alternative(order, *chosen, offers[chosen[1].offer_id])
         order.save(update_fields=["offer", "plan_index", "nodes", "accelerator_count", "node_price_per_hour",
                                   "driver"])
-    events = [OrderEvent(order=order, from_state="", to_state=State.RESERVED, at=now, actor=user,
-                         reason="order placed; capacity reserved",
-                         data={"quote_id": str(quote.id), "offer_id": order.offer_id, "nodes": order.nodes,
-                               "units": sorted(r.unit_id for r in held), "skipped_offers": skipped})]
+    events = [reserved_event(order, quote_id=str(quote.id), now=now, actor=user, units=[r.unit_id for r in held],
+                             skipped_offers=skipped)]
     if by_credit:  # what order_pay_and_queue does after a commit, here before it (credit needs no Stripe call)
         billing_authorize_order_placing(order)
         events.append(queued_event(order, now=now, actor=user))

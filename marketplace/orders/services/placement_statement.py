@@ -32,7 +32,7 @@ from marketplace.db_prepared import prepared_cursor
 from marketplace.models import CatalogVersion, Offer, User
 from marketplace.orders.models import CapacityUnit, Order, OrderEvent, OutboxMessage, Reservation
 from marketplace.orders.services import outbox, reservations
-from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event
+from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event, reserved_event
 from marketplace.orders.states import State
 from marketplace.services.catalog_version import catalog_bump
 
@@ -41,16 +41,15 @@ def usable() -> bool:
     return connection.vendor == "postgresql"
 
 
-def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, reserved_data: dict) -> bool:
+def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, quote_id: str) -> bool:
     """Write the order (unsaved, `queued`, pointed at `offer`, locked by the caller) with everything placement by
     credit writes, in one statement. False, with nothing written, when the offer cannot take it here (not listed,
-    too few free units, units out of step): the caller takes the ORM path. `reserved_data`: the reserved event's
-    data, to which the units are added."""
+    too few free units, units out of step): the caller takes the ORM path."""
     if order.state != State.QUEUED or order.attempt != 1 or offer.status != Offer.Status.LISTED \
             or offer.nodes_available < order.nodes:
         return False
-    reserved = OrderEvent(order=order, from_state="", to_state=State.RESERVED, at=now, actor=actor,
-                          reason="order placed; capacity reserved", data=dict(reserved_data))  # + units, in SQL
+    reserved = reserved_event(order, quote_id=quote_id, now=now, actor=actor, units=None,  # units: in SQL
+                              skipped_offers=[])
     events = [reserved, queued_event(order, now=now, actor=actor)]
     reservation = Reservation(offer_id=offer.pk, attempt=order.attempt, expires_at=None)
     charge = billing_order_placing_charge(order)

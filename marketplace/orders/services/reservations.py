@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from marketplace.db_prepared import prepared_cursor
-from marketplace.db_rows import ModelColumns, build_row, model_columns
+from marketplace.db_rows import ModelColumns, build_row, model_columns, row_lock_clause
 from marketplace.models import Offer
 from marketplace.orders.models import CapacityUnit, Order, Reservation
 from marketplace.services.catalog_version import catalog_bump
@@ -39,7 +39,7 @@ def capacity_sync(offer: Offer) -> None:
     units.filter(index__gte=wanted, retired=False).update(retired=True)
 
 
-def free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
+def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
     """Up to `nodes` free unit ids, or None when the offer's units are not in step with `nodes_available` (the
     caller syncs them first). In step: the highest live unit is nodes_available-1 and no retired unit lies below
     it (two index probes, whatever the number of units; a unit row missing below nodes_available, which only
@@ -72,7 +72,7 @@ def _free_units_sql(nodes: int) -> str:
 
 @cache
 def free_units_parts(nodes: int) -> tuple[str, str, str]:
-    """The SQL of free_units_in_step's parts: the in-step check (parameters: the offer id twice, nodes_available;
+    """The SQL of _free_units_in_step's parts: the in-step check (parameters: the offer id twice, nodes_available;
     columns top, gap), the first `nodes` units not held (parameter: the offer id; columns id, index) and the
     guard on a candidate `c` (no active reservation of it). placement_statement.py uses them too."""
     unit, reservation = CapacityUnit._meta, Reservation._meta
@@ -144,10 +144,7 @@ def _placement_lock_statement(vendor: str, count: int) -> tuple[str, list[ModelC
     select = ", ".join(column for part in parts for column in part.select)
     match = 'f."id" = ANY(%s)' if count == 0 else f'f."id" IN ({", ".join(["%s"] * count)})'
     sql = f'SELECT {select} FROM "{offer.db_table}" f {" ".join(joins)} WHERE {match} ORDER BY f."id"'
-    if connection.features.has_select_for_update_of:
-        sql += " FOR UPDATE OF f"
-    elif connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+    sql += row_lock_clause("f", connection)
     return sql, parts
 
 
@@ -161,7 +158,7 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     """
     if offer is None or offer.status != Offer.Status.LISTED or offer.nodes_available < nodes:
         return None
-    units = free_units_in_step(offer, nodes)
+    units = _free_units_in_step(offer, nodes)
     if units is None or len(units) < nodes:
         capacity_sync(offer)
         units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
