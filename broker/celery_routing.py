@@ -35,6 +35,7 @@ TASK_KINDS: dict[str, str] = {
     "workers.tasks.orders.terminate_job": PROVISIONING,
     "workers.tasks.orders.poll_status": POLLING,
     "workers.tasks.orders.meter": POLLING,
+    "workers.tasks.orders.meter_due": POLLING,
     _BILLING + "process_stripe_event": BILLING,
     _BILLING + "capture_order_payment": BILLING,
     _BILLING + "void_order_payment": BILLING,

@@ -6,6 +6,8 @@ ORDERS_STUCK_AFTER_S        an in-flight order untouched this long is re-driven 
 ORDERS_MAX_REDRIVES         re-drives before the reconciler fails the order with code `stuck` (3)
 ORDERS_POLL_INTERVAL_S      between status polls while provisioning (2)
 ORDERS_METER_INTERVAL_S     between meter runs (logs, usage, status) while running (30)
+ORDERS_METER_SWEEP_S        how often beat sends meter_due, which sends the meter runs that are due (5); a run due
+                            sooner than this after the previous step is sent as a countdown message instead
 ORDERS_PROVISION_TIMEOUT_S  a job still pending after this long counts as capacity gone -> failover (900)
 ORDERS_RETRY_MAX            retries of a transient driver error in one step (5)
 ORDERS_RETRY_BASE_S / ORDERS_RETRY_CAP_S  exponential backoff with full jitter: base * 2^n, capped (1 / 60)
@@ -61,6 +63,10 @@ def poll_interval_s() -> float:
 
 def meter_interval_s() -> float:
     return _float("ORDERS_METER_INTERVAL_S", 30.0)
+
+
+def meter_sweep_s() -> float:
+    return _float("ORDERS_METER_SWEEP_S", 5.0)
 
 
 def provision_timeout_s() -> float:

@@ -62,9 +62,10 @@ def test_zero_boot_latency_goes_straight_to_running(customer, offer_a, make_quot
 
     nxt = pipeline.step_provision(order.pk, 1, task=T)
 
-    assert (nxt.task, nxt.args, nxt.countdown) == ("workers.tasks.orders.meter", (order.pk, 1), 30.0)
+    assert nxt is None  # the first meter run is due in 30 s (the interval): the beat sweep sends it
     order.refresh_from_db()
     assert order.state == "running"
+    assert order.meter_due_at == order.running_at + timedelta(seconds=30)
     assert order.job_ref == sim.job_ref_for(order.provider_key(1))
     assert sim.jobs_created(order.provider_key(1)) == 1
     assert outbox() == []

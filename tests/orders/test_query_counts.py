@@ -48,8 +48,9 @@ def test_provisioning_to_running(customer, offer, make_quote, sim, django_assert
     with django_assert_num_queries(PROVISION_QUERIES + lazy) as captured:
         nxt = pipeline.step_provision(order.pk, 1, task="test")
     assert sum("synchronous_commit" in q["sql"] for q in captured.captured_queries) == lazy
-    assert nxt.task == "workers.tasks.orders.meter"
+    assert nxt is None  # metering starts from the row's meter_due_at (the sweep sends the run)
     order.refresh_from_db()
+    assert order.meter_due_at is not None
     assert (order.state, order.job_ref) == ("running", sim.job_ref_for(order.provider_key(1)))
     assert list(OrderEvent.objects.filter(order=order).order_by("id").values_list("to_state", flat=True)) == [
         "reserved", "queued", "provisioning", "running"]

@@ -114,6 +114,14 @@ def terminate_job(self: Task, order_id: int, offer_id: int, job_ref: str) -> Non
         log.warning("order %s: could not terminate job %s: %s", order_id, job_ref, exc)
 
 
+@shared_task(name="workers.tasks.orders.meter_due", acks_late=True, ignore_result=True)
+def meter_due() -> int:
+    """Beat, every ORDERS_METER_SWEEP_S: send the meter runs that are due (meter_sweep.py). Returns how many."""
+    from marketplace.orders.services.meter_sweep import meter_due as sweep
+
+    return sweep()
+
+
 @shared_task(name="workers.tasks.orders.reconcile", acks_late=True, ignore_result=False)
 def reconcile() -> dict | None:
     """Beat, every 30 s. Returns the report (None when another reconciler held the lease)."""

@@ -69,6 +69,10 @@ class Order(models.Model):
     provisioning_at = models.DateTimeField(null=True, blank=True)
     running_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    meter_due_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="While running: when the next meter run is due (the beat sweep meter_due sends it; a run due "
+                  "sooner than the sweep's interval is sent as a countdown message instead).")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -89,6 +93,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["customer", "-created_at"], name="order_customer_created"),
             models.Index(fields=["state", "checked_at"], name="order_state_checked"),
+            models.Index(fields=["meter_due_at"], condition=Q(state="running"), name="order_meter_due"),
         ]
 
     def __str__(self) -> str:

@@ -7,13 +7,14 @@ after commit). Illegal moves raise ConflictError (HTTP 409).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from marketplace.errors import ConflictError, NotFoundError
 from marketplace.models import User
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import outbox, reservations
+from marketplace.orders.services.meter_sweep import meter_delay_s
 from marketplace.orders.states import FINAL, State, can_move
 
 # Celery task names (workers/tasks/orders.py registers them under these names).
@@ -54,6 +55,11 @@ def locked(order_id: int) -> Order:
     return order
 
 
+def first_meter_due(order: Order, now: datetime) -> datetime:
+    """When an order that starts running `now` is metered first (meter_sweep.py)."""
+    return now + timedelta(seconds=meter_delay_s(order, 0.0))
+
+
 def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | None = None, task: str = "",
          data: dict[str, Any] | None = None, extra_fields: tuple[str, ...] = ()) -> OrderEvent:
     """Change the (locked) order's state, with its event. `extra_fields` were changed by the caller too."""
@@ -70,8 +76,8 @@ def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | N
         order.provisioning_at = now
         fields.add("provisioning_at")
     elif to == State.RUNNING:
-        order.running_at = now
-        fields.add("running_at")
+        order.running_at, order.meter_due_at = now, first_meter_due(order, now)
+        fields.update(("running_at", "meter_due_at"))
     elif to in FINAL:
         order.finished_at = now
         fields.add("finished_at")
@@ -98,7 +104,7 @@ def move_if(order: Order, source: State, to: State, *, now: datetime, reason: st
     if to == State.PROVISIONING:
         changes["provisioning_at"] = now
     elif to == State.RUNNING:
-        changes["running_at"] = now
+        changes["running_at"], changes["meter_due_at"] = now, first_meter_due(order, now)
     if not Order.objects.filter(pk=order.pk, state=source.value, **(where or {})).update(**changes):
         return None
     for name, value in changes.items():

@@ -7,7 +7,7 @@ recomputed from the elapsed time each time (not accumulated), so repeated or red
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from marketplace.orders.models import Order, OrderLogChunk
 from marketplace.orders.services.lifecycle import locked
+from marketplace.orders.services.meter_sweep import meter_delay_s
 from workers.drivers.base import LogChunk, Usage
 
 CENT = Decimal("0.01")
@@ -52,7 +53,8 @@ def order_append_log(order_id: int, attempt: int, read_from: int, chunk: LogChun
 
 @transaction.atomic
 def order_record_usage(order_id: int, attempt: int, usage: Usage, now: datetime | None = None) -> Order | None:
-    """Update metered_usd from the driver's usage (monotonic: a smaller reading never lowers it)."""
+    """Update metered_usd from the driver's usage (monotonic: a smaller reading never lowers it), and when the
+    next meter run is due (meter_due_at)."""
     order = locked(order_id)
     if order.attempt != attempt or order.finished:
         return None
@@ -60,6 +62,9 @@ def order_record_usage(order_id: int, attempt: int, usage: Usage, now: datetime 
     if usd > order.metered_usd or seconds > order.metered_seconds:
         order.metered_usd = max(usd, order.metered_usd)
         order.metered_seconds = max(seconds, order.metered_seconds)
-    order.checked_at, order.redrives = now or timezone.now(), 0
-    order.save(update_fields=["metered_usd", "metered_seconds", "checked_at", "redrives"])
+    now = now or timezone.now()
+    ran_s = max(usage.elapsed_s, (now - order.running_at).total_seconds() if order.running_at else 0)
+    order.checked_at, order.redrives = now, 0
+    order.meter_due_at = now + timedelta(seconds=meter_delay_s(order, ran_s))  # the sweep's next moment
+    order.save(update_fields=["metered_usd", "metered_seconds", "checked_at", "redrives", "meter_due_at"])
     return order

@@ -1,7 +1,8 @@
 """The pipeline steps the Celery tasks run: each re-reads the order, talks to its driver, and calls the transition
 services. A step returns the next self-rescheduling poll (`Next`) or None; it never waits for the provider.
-The first meter run after provisioning -> running is such a `Next` too (published right after the commit, like
-every poll): if that publish is lost, the reconciler re-drives the running order once it looks stuck.
+The meter runs are such a `Next` too when due within the sweep's interval; later ones are sent by the beat sweep
+from the row's meter_due_at (meter_sweep.py). If a publish is lost, the reconciler re-drives the running order once
+it looks stuck.
 
 TransientDriverError propagates to the task, which retries it with backoff and, when retries are exhausted,
 calls the step's `give_up_*`. Before the job runs, a TerminalDriverError (capacity gone, the provider refusing
@@ -23,6 +24,7 @@ from marketplace.orders.models import Order
 from marketplace.orders.services.drivers import driver_for_offer, driver_named, job_spec
 from marketplace.orders.services.failover import order_failover
 from marketplace.orders.services.lifecycle import TASK_METER, TASK_POLL, TASK_PROVISION, touch
+from marketplace.orders.services.meter_sweep import meter_delay_s, sent_by_sweep
 from marketplace.orders.services.metering import budget_reached, order_append_log, order_record_usage
 from marketplace.orders.services.transitions import (
     order_begin_stop,
@@ -71,8 +73,7 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     except TerminalDriverError as exc:  # capacity gone, or refused: this attempt failed, try the next alternative
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
         return None
-    return _after_status(order_id, attempt, driver, job_ref, duration_s=float(order.duration_hours) * 3600, task=task,
-                         known=order)
+    return _after_status(order_id, attempt, driver, job_ref, task=task, known=order)
 
 
 def give_up_provision(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -92,8 +93,7 @@ def step_poll(order_id: int, attempt: int, *, task: str) -> Next | None:
         return None
     if not order.job_ref:
         return Next(TASK_PROVISION, (order_id, attempt))
-    return _after_status(order_id, attempt, driver_for_offer(order.offer), order.job_ref,
-                         duration_s=float(order.duration_hours) * 3600, task=task, known=order)
+    return _after_status(order_id, attempt, driver_for_offer(order.offer), order.job_ref, task=task, known=order)
 
 
 def give_up_poll(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -104,8 +104,8 @@ def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task:
     order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
 
 
-def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, duration_s: float,
-                  task: str, known: Order) -> Next | None:
+def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, task: str,
+                  known: Order) -> Next | None:
     """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over.
     `known`: the order as this step read it (order_record_job moves it to running without reading it again)."""
     status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
@@ -117,8 +117,7 @@ def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, 
         _terminate_quietly(driver, job_ref)
         return None
     if outcome == "running":  # metering starts: at once when the job already finished (a short command)
-        return Next(TASK_METER, (order_id, attempt),
-                    0.0 if status.state.finished else min(config.meter_interval_s(), duration_s))
+        return _meter_next(order_id, attempt, 0.0 if status.state.finished else meter_delay_s(known, 0.0))
     if came_up:
         return None
     if status.state != JobState.PENDING:  # it never came up: this attempt failed
@@ -190,7 +189,13 @@ def step_meter(order_id: int, attempt: int, *, task: str) -> Next | None:
         return None
     if billed is not None and billed.action == "warn":
         order_note_once(order_id, attempt, reason=CREDIT_LOW, task=task, data=_billing_data(billed))
-    return Next(TASK_METER, (order_id, attempt), max(0.05, min(config.meter_interval_s(), duration_s - ran_s)))
+    return _meter_next(order_id, attempt, meter_delay_s(order, ran_s))
+
+
+def _meter_next(order_id: int, attempt: int, delay_s: float) -> Next | None:
+    """The next meter run as a countdown message, or None when the sweep sends it (meter_sweep.py: the row's
+    meter_due_at, set by the step that called this, says when)."""
+    return None if sent_by_sweep(delay_s) else Next(TASK_METER, (order_id, attempt), delay_s)
 
 
 def _billing_data(billed: UsageOutcome) -> dict:

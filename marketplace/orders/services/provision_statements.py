@@ -35,6 +35,7 @@ from marketplace.db_prepared import prepared_cursor
 from marketplace.errors import ConflictError
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services.claim_read import ORDER_FIELDS, claim_select, claimed_order
+from marketplace.orders.services.lifecycle import first_meter_due
 from marketplace.orders.services.reliability import (
     observe_params,
     observe_target,
@@ -92,7 +93,8 @@ def running(order: Order, job_ref: str, *, task: str, message: str, now: datetim
                        actor_task=task, reason=JOB_RUNNING[:300],
                        data=running_data(order, job_ref, message=message, waited=waited))
     by_offer = provider_id is None
-    params = [now, now, now, now, job_ref, order.pk, order.attempt, order.job_ref,
+    meter_due = first_meter_due(order, now)
+    params = [now, now, now, now, meter_due, job_ref, order.pk, order.attempt, order.job_ref,
               *_event_shape().params(event),
               *observe_params(provisioning_value(waited)), order.offer_id if by_offer else provider_id]
     with prepared_cursor() as cursor:
@@ -102,6 +104,7 @@ def running(order: Order, job_ref: str, *, task: str, message: str, now: datetim
         return False
     order.state, order.job_ref, order.redrives = State.RUNNING.value, job_ref, 0
     order.state_changed_at = order.checked_at = order.updated_at = order.running_at = now
+    order.meter_due_at = meter_due
     return True
 
 
@@ -136,7 +139,8 @@ def _claim_sql() -> str:
 
 @cache
 def _running_sql(*, by_offer: bool) -> str:
-    moved = _moved(f"\"state\" = '{State.RUNNING.value}', \"running_at\" = %s, \"job_ref\" = %s",
+    moved = _moved(f"\"state\" = '{State.RUNNING.value}', \"running_at\" = %s, \"meter_due_at\" = %s, "
+                   f"\"job_ref\" = %s",
                    f"\"state\" = '{State.PROVISIONING.value}' AND \"attempt\" = %s AND \"job_ref\" = %s", '"id"')
     # The provider row after the order row, as on the transactional path: its UPDATE waits for `moved` (EXISTS),
     # whose UPDATE has taken the order row lock by then; a row lock is taken only once its conditions hold.
