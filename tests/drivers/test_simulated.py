@@ -304,3 +304,26 @@ def test_redis_down_is_transient() -> None:
     with pytest.raises(TransientDriverError) as err:
         driver.create(spec())
     assert "simulated driver state store unavailable" in err.value.message
+
+
+def test_a_job_is_stored_as_one_json_field_and_a_job_stored_field_by_field_still_reads(make_sim, clock) -> None:
+    """A job's hash: its fields as one JSON value ("job") and each stamp apart (HSETNX keeps the first); jobs an
+    earlier version stored field by field (every field as JSON) are read too."""
+    import json
+
+    driver = make_sim(boot_latency_s=1)
+    ref = driver.create(spec())
+    key = driver._k("job", ref)
+    assert set(driver._r.hkeys(key)) == {"job"}
+    stored = json.loads(driver._r.hget(key, "job"))
+    assert (stored["ref"], stored["command"], stored["boot_s"]) == (ref, "python train.py", 1.0)
+    clock.advance(3)
+    driver.terminate(ref)
+    assert set(driver._r.hkeys(key)) == {"job", "terminated_at"}
+    assert driver.status(ref).state == JobState.CANCELLED
+
+    old = driver._k("job", "sim-old")
+    driver._r.hset(old, mapping={**{name: json.dumps(value) for name, value in stored.items()},
+                                 "ref": json.dumps("sim-old"), "terminated_at": repr(clock() - 1)})
+    assert driver.status("sim-old").state == JobState.CANCELLED
+    assert driver.usage("sim-old").elapsed_s == driver.usage(ref).elapsed_s - 1

@@ -14,7 +14,7 @@ from functools import cache
 
 from celery.utils import uuid
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -104,12 +104,12 @@ def _forget(message_id: int) -> None:
     again and the task, being idempotent, does nothing new), so on PostgreSQL it does not wait for the WAL flush:
     outside a transaction, one statement that is its own transaction and turns synchronous_commit off for itself
     (set_config(..., is_local): the setting holds until that transaction's commit)."""
-    rows = OutboxMessage.objects.filter(pk=message_id)
-    connection = transaction.get_connection(rows.db)
+    connection = transaction.get_connection(router.db_for_write(OutboxMessage))  # (no queryset built: ~0.1 ms)
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         with prepared_cursor() as cursor:
             cursor.execute(_lazy_delete_sql(), [message_id])
         return
+    rows = OutboxMessage.objects.filter(pk=message_id)
     rows._raw_delete(rows.db)  # one DELETE (no collector, no signals: nothing refers to the row)
 
 
