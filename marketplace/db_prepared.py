@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorWrapper
 
 
@@ -39,15 +39,16 @@ def prepared_cursor() -> Any:
     One cursor is kept per connection and handed out again (`with` does not close it): an order request runs six
     of these statements, and making and closing a cursor for each cost ~30 us of CPU apiece.
     """
-    if connection.vendor != "postgresql" or connection.queries_logged:
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    kept = getattr(connection, "_kept_prepared_cursor", None)
-    if kept is None or kept.cursor.closed or kept.cursor.connection is not connection.connection:
-        with connection.wrap_database_errors:
-            kept = connection._kept_prepared_cursor = KeptCursor(PreparedCursor(connection.connection), connection)
-    connection.validate_thread_sharing()
+    db = connections[DEFAULT_DB_ALIAS]  # (once: each attribute of the `connection` proxy looks it up again)
+    if db.vendor != "postgresql" or db.queries_logged:
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    kept = getattr(db, "_kept_prepared_cursor", None)
+    if kept is None or kept.cursor.closed or kept.cursor.connection is not db.connection:
+        with db.wrap_database_errors:
+            kept = db._kept_prepared_cursor = KeptCursor(PreparedCursor(db.connection), db)
+    db.validate_thread_sharing()
     return kept
 
 

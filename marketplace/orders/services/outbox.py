@@ -9,6 +9,8 @@ idempotent, so that is harmless; losing one is what the outbox prevents.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -62,9 +64,37 @@ def send_task(task: str, args: list | tuple, *, countdown: float = 0) -> None:
         uuid(), task, args, {}, countdown=countdown or None, reply_to=app.thread_oid, time_limit=hard,
         soft_time_limit=soft, create_sent_event=_sent_event(app), root_id=root_id, parent_id=parent_id,
         ignore_result=True, argsrepr=repr(args), kwargsrepr="{}")
-    with app.producer_or_acquire() as producer, producer.connection._reraise_as_library_errors():
-        app.amqp.send_task_message(producer, task, message, queue=app.amqp.queues[queue_name(task)], declare=[],
-                                   retry=True, retry_policy=PUBLISH_RETRY)
+    producer = _kept_producer(app)
+    try:
+        with producer.connection._reraise_as_library_errors():
+            app.amqp.send_task_message(producer, task, message, queue=app.amqp.queues[queue_name(task)],
+                                       declare=[], retry=True, retry_policy=PUBLISH_RETRY)
+    except BaseException:
+        _drop_kept_producer()  # the next publish starts from a new connection
+        raise
+
+
+_kept = threading.local()
+
+
+def _kept_producer(app):
+    """This thread's producer, kept between publishes (a broker connection of its own, made from the app's
+    settings; a process forked from this one makes its own). Acquiring a producer from Celery's pool and releasing
+    it around each publish (app.producer_or_acquire) cost ~50 us of the ~270 us a publish took."""
+    kept = getattr(_kept, "producer", None)
+    if kept is None or kept[0] != os.getpid():
+        kept = _kept.producer = (os.getpid(), app.amqp.Producer(app.connection_for_write()))
+    return kept[1]
+
+
+def _drop_kept_producer() -> None:
+    kept = getattr(_kept, "producer", None)
+    _kept.producer = None
+    if kept is not None and kept[0] == os.getpid():
+        try:
+            kept[1].connection.close()
+        except Exception as exc:  # a broken connection: nothing more to release
+            log.debug("outbox: closing the kept producer's connection: %s", exc)
 
 
 @cache
