@@ -16,9 +16,11 @@ datetimes in ISO 8601 with their offset and microseconds, JSON fields as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property, partial
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -51,7 +53,21 @@ class InsertSelect:
         return [orjson.dumps([self.row(obj) for obj in objs]).decode()]
 
     def row(self, obj: Model) -> dict[str, Any]:
-        return {field.column: _json_value(field.get_prep_value(field.pre_save(obj, True))) for field in self.fields}
+        return {column: _json_value(prep(read(obj))) for column, read, prep in self._readers}
+
+    @cached_property
+    def _readers(self) -> list[tuple[str, Callable[[Model], Any], Callable[[Any], Any]]]:
+        """(column, how save() reads the value off the instance, Field.get_prep_value) per field: Field.pre_save,
+        for the fields that override it (auto_now, auto_now_add, ...); for the rest, what Field.pre_save does
+        (the attribute), read directly (a placement builds six rows: a tenth of its API request went here)."""
+        return [(field.column,
+                 (partial(_pre_save, field) if type(field).pre_save is not Field.pre_save
+                  else attrgetter(field.attname)),
+                 field.get_prep_value) for field in self.fields]
+
+
+def _pre_save(field: Field, obj: Model) -> Any:
+    return field.pre_save(obj, True)
 
 
 def _json_value(value: Any) -> Any:
