@@ -327,3 +327,22 @@ def test_a_job_is_stored_as_one_json_field_and_a_job_stored_field_by_field_still
                                  "ref": json.dumps("sim-old"), "terminated_at": repr(clock() - 1)})
     assert driver.status("sim-old").state == JobState.CANCELLED
     assert driver.usage("sim-old").elapsed_s == driver.usage(ref).elapsed_s - 1
+
+
+def test_create_and_status_answers_what_create_then_status_would(make_sim, clock) -> None:
+    """The provision step's create + status in one call: a job this call stored gets the status computed from the
+    job it stored; a key's earlier job is read back."""
+    driver = make_sim(boot_latency_s=5)
+    ref, status = driver.create_and_status(spec("k1"))
+    assert ref.startswith("sim-")
+    assert status == driver.status(ref)
+    assert (status.job_ref, status.state) == (ref, JobState.PENDING)
+    clock.advance(6)
+    again_ref, again = driver.create_and_status(spec("k1"))  # a redelivered provision: the same job, read back
+    assert again_ref == ref
+    assert again == driver.status(ref)
+    assert again.state == JobState.RUNNING
+    assert (driver.jobs_created(), driver.create_calls()) == (1, 2)
+    quick = make_sim(boot_latency_s=0)
+    now_ref, now = quick.create_and_status(spec("k2"))
+    assert now.state == JobState.RUNNING and now == quick.status(now_ref)

@@ -200,6 +200,21 @@ class SimulatedDriver:
 
     # ------------------------------------------------------------------------------------ the contract
     def create(self, spec: JobSpec, *, timeout_s: float = 30.0) -> str:
+        return self._create(spec, timeout_s)[0]
+
+    def create_and_status(self, spec: JobSpec, *, timeout_s: float = 30.0) -> tuple[str, JobStatus]:
+        """create(), then status() of the job it returns, as the provision step asks them (the status call's
+        latency included): for a job this call stored, the status is computed from the job it just stored, which
+        is what status() would read back (the same timeline, at the same clock); for a job stored before (a repeated
+        key) or by a racing create, status() reads it."""
+        ref, job, namespace_knobs = self._create(spec, timeout_s)
+        if job is None:
+            return ref, self.status(ref, timeout_s=timeout_s)
+        self._latency(self._knobs(namespace_knobs, None), timeout_s, "status")
+        return ref, _status(job, self._clock())
+
+    def _create(self, spec: JobSpec, timeout_s: float) -> tuple[str, Job | None, str | None]:
+        """(job ref, the job when this call stored it, the namespace's knobs as read)."""
         # One round trip: settings, count the call, the key's job if any, whether the offer was revoked.
         pipe = self._r.pipeline(transaction=False)
         pipe.get(self._k("knobs"))
@@ -212,7 +227,7 @@ class SimulatedDriver:
         knobs = self._knobs(namespace_knobs, offer_knobs)
         self._latency(knobs, timeout_s, "create")
         if existing is not None:
-            return existing
+            return existing, None, namespace_knobs
         if _rng(knobs.seed, spec.idempotency_key, f"call{calls}").random() < knobs.transient_error_rate:
             raise TransientDriverError("simulated transient error on create", code="simulated_transient")
         if revoked:
@@ -233,14 +248,14 @@ class SimulatedDriver:
                   accelerator=spec.accelerator, created_at=self._clock(),
                   boot_s=knobs.boot_latency_s + draws[4] * knobs.boot_jitter_s, run_s=knobs.run_duration_s,
                   time_limit_s=float(spec.time_limit_s), outcome=outcome, fail_after=fail_after)
-        return self._redis(lambda: self._publish(job))
+        stored = self._redis(lambda: self._publish(job))
+        return stored, (job if stored == job.ref else None), namespace_knobs
 
     def status(self, job_ref: str, *, timeout_s: float = 10.0) -> JobStatus:
         job = self._call(job_ref, timeout_s, "status")
         if job is None:
             return JobStatus(job_ref=job_ref, state=JobState.LOST, message="simulated: unknown job")
-        point = _timeline(job, self._clock())
-        return JobStatus(job_ref=job_ref, state=point.state, exit_code=point.exit_code, message=point.message)
+        return _status(job, self._clock())
 
     def logs(self, job_ref: str, offset: int = 0, *, timeout_s: float = 10.0) -> LogChunk:
         job = self._require(self._call(job_ref, timeout_s, "logs"), job_ref)
@@ -378,6 +393,11 @@ def _timeline(job: Job, now: float) -> Point:
     if now < boot_end:
         return Point(state=JobState.PENDING, running_s=0.0, message="simulated: booting")
     return Point(state=JobState.RUNNING, running_s=now - boot_end, message="simulated: running")
+
+
+def _status(job: Job, now: float) -> JobStatus:
+    point = _timeline(job, now)
+    return JobStatus(job_ref=job.ref, state=point.state, exit_code=point.exit_code, message=point.message)
 
 
 def _log_text(job: Job, point: Point) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from marketplace.models import Offer
 from marketplace.orders import config
 from marketplace.orders.models import Order
-from workers.drivers.base import Driver, JobSpec
+from workers.drivers.base import Driver, JobSpec, JobStatus
 from workers.drivers.registry import get_driver, registered_drivers
 
 _cache: dict[str, Driver] = {}
@@ -74,6 +74,16 @@ def driver_named(name: str, provider_id: int, offer_id: int | None = None) -> Dr
 
 def driver_for_offer(offer: Offer) -> Driver:
     return driver_named(offer.driver, offer.provider_id, offer.pk)
+
+
+def create_job(driver: Driver, spec: JobSpec, *, timeout_s: float) -> tuple[str, JobStatus | None]:
+    """driver.create(spec): (job ref, its status when the driver gave it with the create, else None: ask status).
+    A driver may offer create_and_status(spec) -> (ref, status): the status it would answer right after the create,
+    without a second call (the simulated driver computes it from the job it stored)."""
+    both = getattr(driver, "create_and_status", None)
+    if both is not None:
+        return both(spec, timeout_s=timeout_s)
+    return driver.create(spec, timeout_s=timeout_s), None
 
 
 def offer_external_id(offer: Offer) -> str:

@@ -21,7 +21,7 @@ from marketplace.billing.services.order_hooks import billing_meter_order
 from marketplace.billing.services.orders import UsageOutcome
 from marketplace.orders import config
 from marketplace.orders.models import Order
-from marketplace.orders.services.drivers import driver_for_offer, driver_named, job_spec
+from marketplace.orders.services.drivers import create_job, driver_for_offer, driver_named, job_spec
 from marketplace.orders.services.failover import order_failover
 from marketplace.orders.services.lifecycle import TASK_METER, TASK_POLL, TASK_PROVISION, touch
 from marketplace.orders.services.meter_sweep import meter_delay_s, sent_by_sweep
@@ -69,11 +69,11 @@ def step_provision(order_id: int, attempt: int, *, task: str) -> Next | None:
     offer = order.offer
     try:
         driver = driver_for_offer(offer)
-        job_ref = driver.create(job_spec(order, offer), timeout_s=config.driver_timeout_s())
+        job_ref, status = create_job(driver, job_spec(order, offer), timeout_s=config.driver_timeout_s())
     except TerminalDriverError as exc:  # capacity gone, or refused: this attempt failed, try the next alternative
         order_failover(order_id, attempt, code=exc.code, reason=exc.message, task=task)
         return None
-    return _after_status(order_id, attempt, driver, job_ref, task=task, known=order)
+    return _after_status(order_id, attempt, driver, job_ref, task=task, known=order, status=status)
 
 
 def give_up_provision(order_id: int, attempt: int, exc: DriverError, *, task: str) -> None:
@@ -105,10 +105,12 @@ def refused_poll(order_id: int, attempt: int, exc: TerminalDriverError, *, task:
 
 
 def _after_status(order_id: int, attempt: int, driver: Driver, job_ref: str, *, task: str,
-                  known: Order) -> Next | None:
-    """Ask the job's status, then record the job (and running, in the same transaction) or wait or fail over.
-    `known`: the order as this step read it (order_record_job moves it to running without reading it again)."""
-    status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
+                  known: Order, status: JobStatus | None = None) -> Next | None:
+    """Ask the job's status (unless the driver gave it with the create: `status`), then record the job (and
+    running, in the same transaction) or wait or fail over. `known`: the order as this step read it
+    (order_record_job moves it to running without reading it again)."""
+    if status is None:
+        status = driver.status(job_ref, timeout_s=config.driver_timeout_s())
     came_up = status.state not in (JobState.PENDING, JobState.LOST) and not (
         status.state in (JobState.FAILED, JobState.CANCELLED) and status.exit_code is None)
     outcome = order_record_job(order_id, attempt, job_ref, task=task, running=came_up, message=status.message,
