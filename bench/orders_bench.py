@@ -1,6 +1,6 @@
 """Orders end to end (create -> running) through real Celery workers, beside a no-op Celery task on the same Redis.
 
-    python -m bench.orders_bench [--orders 600] [--noop 4000] [--rounds 3] [--clients 1] [--threads 4] [--keep-db]
+    python -m bench.orders_bench [--orders 600] [--noop 4000] [--rounds 5] [--clients 1] [--threads 4] [--keep-db]
 
 1. Creates its own PostgreSQL database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_orders;
    dropped and created again; or BENCH_DATABASE_URL=sqlite:///path), migrates it, and creates a customer, a provider
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Orders create -> running vs a no-op Celery task.")
     parser.add_argument("--orders", type=int, default=600)
     parser.add_argument("--noop", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=3, help="(no-op, end to end) pairs, one after the other")
+    parser.add_argument("--rounds", type=int, default=5, help="(no-op, end to end) pairs, one after the other")
     parser.add_argument("--clients", type=int, default=1, help="client processes (like web server workers)")
     parser.add_argument("--threads", type=int, default=4, help="threads per client process")
     parser.add_argument("--keep-db", action="store_true")
