@@ -176,3 +176,21 @@ def test_beat_sends_the_meter_runs_a_worker_leaves_to_the_sweep(start_worker, si
     assert order.failure_code == ""
     assert "finished: succeeded (exit code 0)" in client.get(f"/api/v1/orders/{order_id}/logs/").json()["text"]
     assert worker.log().count("Task workers.tasks.orders.meter_due[") >= 2, worker.log()[-3000:]
+
+
+@pytest.mark.django_db
+def test_orders_already_running_when_the_field_arrives_are_due_at_once(customer, offer, make_quote, sim):
+    """Migration 0005 marks orders running without a meter_due_at (placed before it) due: the sweep's next run
+    meters them."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("marketplace.orders.migrations.0005_order_meter_due")
+    order = running(customer, make_quote, offer, "k")
+    Order.objects.filter(pk=order.pk).update(meter_due_at=None)
+
+    migration.running_orders_due_now(apps, None)
+
+    order.refresh_from_db()
+    assert order.meter_due_at == order.checked_at

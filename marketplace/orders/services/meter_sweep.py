@@ -33,6 +33,11 @@ MIN_DELAY_S = 0.05
 MIN_LEASE_S = 60.0
 
 
+def run_seconds(order: Order, elapsed_s: float, now: datetime) -> float:
+    """How long the order's job has run: the driver's elapsed seconds, or the time since running when longer."""
+    return max(elapsed_s, (now - order.running_at).total_seconds() if order.running_at else 0.0)
+
+
 def meter_delay_s(order: Order, ran_s: float) -> float:
     """Seconds until the next meter run of an order that has run `ran_s` seconds: the meter interval, or what is
     left of its duration when that is shorter (at least 50 ms)."""

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from marketplace.orders.models import Order, OrderLogChunk
 from marketplace.orders.services.lifecycle import locked
-from marketplace.orders.services.meter_sweep import meter_delay_s
+from marketplace.orders.services.meter_sweep import meter_delay_s, run_seconds
 from workers.drivers.base import LogChunk, Usage
 
 CENT = Decimal("0.01")
@@ -63,8 +63,7 @@ def order_record_usage(order_id: int, attempt: int, usage: Usage, now: datetime 
         order.metered_usd = max(usd, order.metered_usd)
         order.metered_seconds = max(seconds, order.metered_seconds)
     now = now or timezone.now()
-    ran_s = max(usage.elapsed_s, (now - order.running_at).total_seconds() if order.running_at else 0)
     order.checked_at, order.redrives = now, 0
-    order.meter_due_at = now + timedelta(seconds=meter_delay_s(order, ran_s))  # the sweep's next moment
+    order.meter_due_at = now + timedelta(seconds=meter_delay_s(order, run_seconds(order, usage.elapsed_s, now)))
     order.save(update_fields=["metered_usd", "metered_seconds", "checked_at", "redrives", "meter_due_at"])
     return order

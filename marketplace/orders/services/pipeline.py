@@ -24,7 +24,7 @@ from marketplace.orders.models import Order
 from marketplace.orders.services.drivers import create_job, driver_for_offer, driver_named, job_spec
 from marketplace.orders.services.failover import order_failover
 from marketplace.orders.services.lifecycle import TASK_METER, TASK_POLL, TASK_PROVISION, touch
-from marketplace.orders.services.meter_sweep import meter_delay_s, sent_by_sweep
+from marketplace.orders.services.meter_sweep import meter_delay_s, run_seconds, sent_by_sweep
 from marketplace.orders.services.metering import budget_reached, order_append_log, order_record_usage
 from marketplace.orders.services.transitions import (
     order_begin_stop,
@@ -176,7 +176,7 @@ def step_meter(order_id: int, attempt: int, *, task: str) -> Next | None:
                          data={"exit_code": status.exit_code})
         return None
     duration_s = float(order.duration_hours) * 3600
-    ran_s = max(usage.elapsed_s, (timezone.now() - order.running_at).total_seconds() if order.running_at else 0)
+    ran_s = run_seconds(order, usage.elapsed_s, timezone.now())
     if ran_s >= duration_s:
         order_begin_stop(order_id, outcome=State.COMPLETED, reason="duration reached", attempt=attempt, task=task,
                          data={"elapsed_s": round(ran_s, 3)})
