@@ -53,7 +53,10 @@ def test_a_first_run_due_within_the_sweep_interval_is_a_countdown_message(custom
 
     assert (nxt.task, nxt.args, nxt.countdown) == (METER, (order.pk, 1), 2.0)
     order.refresh_from_db()
-    assert order.meter_due_at == order.running_at + timedelta(seconds=2)
+    # The sweep is only the backstop of that message: due a lease (60 s) after the run itself.
+    assert order.meter_due_at == order.running_at + timedelta(seconds=2 + 60)
+    assert meter_sweep.meter_due(order.running_at + timedelta(seconds=3)) == 0
+    assert meter_sweep.meter_due(order.running_at + timedelta(seconds=63)) == 1
 
 
 @pytest.mark.django_db
@@ -73,7 +76,8 @@ def test_a_first_run_due_after_the_sweep_interval_is_left_to_the_sweep(customer,
 @pytest.mark.django_db
 def test_a_short_order_is_metered_first_at_its_end(customer, offer, make_quote, sim):
     order = running(customer, make_quote, offer, "k", duration_hours="0.001")  # 3.6 s, under the 30 s interval
-    assert order.meter_due_at == order.running_at + timedelta(seconds=3.6)
+    # Sent as a countdown message of 3.6 s (under the sweep's 5 s): the sweep's moment is a lease later.
+    assert order.meter_due_at == order.running_at + timedelta(seconds=3.6 + 60)
 
 
 @pytest.mark.django_db

@@ -7,14 +7,14 @@ after commit). Illegal moves raise ConflictError (HTTP 409).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from marketplace.errors import ConflictError, NotFoundError
 from marketplace.models import User
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import outbox, reservations
-from marketplace.orders.services.meter_sweep import meter_delay_s
+from marketplace.orders.services.meter_sweep import meter_delay_s, meter_due_at
 from marketplace.orders.states import FINAL, State, can_move
 
 # Celery task names (workers/tasks/orders.py registers them under these names).
@@ -57,7 +57,7 @@ def locked(order_id: int) -> Order:
 
 def first_meter_due(order: Order, now: datetime) -> datetime:
     """When an order that starts running `now` is metered first (meter_sweep.py)."""
-    return now + timedelta(seconds=meter_delay_s(order, 0.0))
+    return meter_due_at(now, meter_delay_s(order, 0.0))
 
 
 def move(order: Order, to: State, *, now: datetime, reason: str, actor: User | None = None, task: str = "",

@@ -11,6 +11,7 @@ running and by every meter run). Who sends the run:
   visibility timeout, and every running order would keep one in a worker's memory); the sweep keeps them in the
   database instead. On the orders benchmark that message had cost a worker about as much CPU as a whole no-op
   task, per order, inside the create -> running window.
+A run sent as a countdown message gets a meter_due_at a lease after it is due (the sweep is only its backstop).
 The sweep claims the rows it sends by moving `meter_due_at` a lease ahead (FOR UPDATE SKIP LOCKED: two sweeps never
 send one order twice); the meter run sets the next moment, and a message lost on the way is sent again once the
 lease has passed (the reconciler still re-drives a running order nothing touched for ORDERS_STUCK_AFTER_S).
@@ -47,6 +48,13 @@ def meter_delay_s(order: Order, ran_s: float) -> float:
 def sent_by_sweep(delay_s: float) -> bool:
     """A meter run due `delay_s` from now is left to the sweep (no countdown message)."""
     return delay_s >= config.meter_sweep_s()
+
+
+def meter_due_at(now: datetime, delay_s: float) -> datetime:
+    """The row's meter_due_at for a run due `delay_s` after `now`: then, when the sweep sends it; when the step
+    sends it as a countdown message, a lease later, so that the sweep only sends again a message that was lost
+    (not a second run beside every countdown message)."""
+    return now + timedelta(seconds=delay_s if sent_by_sweep(delay_s) else delay_s + lease_s())
 
 
 def lease_s() -> float:

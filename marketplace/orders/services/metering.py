@@ -7,7 +7,7 @@ recomputed from the elapsed time each time (not accumulated), so repeated or red
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from marketplace.orders.models import Order, OrderLogChunk
 from marketplace.orders.services.lifecycle import locked
-from marketplace.orders.services.meter_sweep import meter_delay_s, run_seconds
+from marketplace.orders.services.meter_sweep import meter_delay_s, meter_due_at, run_seconds
 from workers.drivers.base import LogChunk, Usage
 
 CENT = Decimal("0.01")
@@ -64,6 +64,6 @@ def order_record_usage(order_id: int, attempt: int, usage: Usage, now: datetime 
         order.metered_seconds = max(seconds, order.metered_seconds)
     now = now or timezone.now()
     order.checked_at, order.redrives = now, 0
-    order.meter_due_at = now + timedelta(seconds=meter_delay_s(order, run_seconds(order, usage.elapsed_s, now)))
+    order.meter_due_at = meter_due_at(now, meter_delay_s(order, run_seconds(order, usage.elapsed_s, now)))
     order.save(update_fields=["metered_usd", "metered_seconds", "checked_at", "redrives", "meter_due_at"])
     return order
