@@ -55,11 +55,14 @@ def build_row(parts: list[ModelColumns], row: Iterable[Any], connection) -> list
     return instances
 
 
-def row_lock_clause(alias: str, connection) -> str:
+def row_lock_clause(alias: str, connection, *, no_key: bool = False) -> str:
     """FOR UPDATE OF the aliased table's rows only, where the database has row locks of that kind; FOR UPDATE
-    where it has plain ones; nothing on SQLite (its writers are serialised anyway)."""
+    where it has plain ones; nothing on SQLite (its writers are serialised anyway). `no_key`: FOR NO KEY UPDATE
+    where the database has it (the row's key is not changed: a foreign key check on the row, which takes FOR KEY
+    SHARE, does not wait for this lock)."""
+    strength = "NO KEY UPDATE" if no_key and connection.features.has_select_for_no_key_update else "UPDATE"
     if connection.features.has_select_for_update_of:
-        return f" FOR UPDATE OF {alias}"
+        return f" FOR {strength} OF {alias}"
     if connection.features.has_select_for_update:
         return " FOR UPDATE"
     return ""

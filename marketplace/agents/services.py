@@ -200,7 +200,7 @@ def _offer_values(offer: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _upsert_offer(agent: ProviderAgent, values: dict[str, Any]) -> tuple[Offer, bool, bool]:
-    offer = (Offer.objects.select_for_update()
+    offer = (Offer.objects.select_for_update(no_key=True)  # reservations.lock_offers: why no_key
              .filter(provider=agent.provider, external_id=values["external_id"]).first())
     if offer is None:
         offer = Offer.objects.create(provider=agent.provider, status=Offer.Status.LISTED, driver="agent",

@@ -85,7 +85,7 @@ def writable_provider(*, user: User, provider_slug: str | None) -> Provider:
 
 
 def _locked_offer(*, user: User, offer_id: int) -> Offer:
-    qs = Offer.objects.select_for_update().filter(pk=offer_id)
+    qs = Offer.objects.select_for_update(no_key=True).filter(pk=offer_id)  # reservations.lock_offers: why no_key
     if not user.is_operator:
         if not user.is_provider_member:
             raise PermissionDeniedError("Only provider members and operators can write offers.")
@@ -292,7 +292,7 @@ def _bulk_upsert(provider: Provider, rows: Sequence[Mapping[str, Any]], input_er
         else:
             seen[ext] = i
     existing = {o.external_id: o for o in
-                Offer.objects.select_for_update(of=("self",)).select_related("accelerator")
+                Offer.objects.select_for_update(of=("self",), no_key=True).select_related("accelerator")
                 .filter(provider=provider, external_id__in=list(seen))}
     resolver = _Resolver()
     plans: list[tuple[Offer | None, dict]] = []

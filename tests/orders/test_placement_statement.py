@@ -79,15 +79,16 @@ def test_the_statement_writes_what_the_orm_path_writes(customer, offer, make_quo
 
 
 @postgres_only
-def test_placement_runs_five_statements(customer, offer, make_quote):
-    """In a test's transaction: the reads, a savepoint, the offer lock, the write (with the free units), the
-    release."""
+def test_placement_runs_four_statements(customer, offer, make_quote):
+    """In a test's transaction: the reads (the first alternative's offer with them), a savepoint, the write (with
+    the free units, locked), the release. No offer lock."""
     quote = make_quote(customer, [offer])
     order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))
     with CaptureQueriesContext(connection) as captured:
         order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
     kinds = [q["sql"].split()[0] for q in captured.captured_queries]
-    assert kinds == ["SELECT", "SAVEPOINT", "SELECT", "WITH", "RELEASE"]
+    assert kinds == ["SELECT", "SAVEPOINT", "WITH", "RELEASE"]
+    assert "FOR UPDATE SKIP LOCKED" in captured.captured_queries[2]["sql"]
 
 
 @postgres_only
@@ -120,3 +121,80 @@ def test_reads_do_not_give_another_customers_quote(customer, make_user, offer, m
     with pytest.raises(NotFoundError):
         order_place(user=customer, idempotency_key="k2", data=placement(quote_id=str(uuid.uuid4())))
     assert not Order.objects.exists()
+
+
+# --- without the offer's lock: the units are locked instead (placement.py `_place_by_statement`) ---------------
+
+@pytest.fixture
+def other_connection():
+    """A second PostgreSQL session (the test's rows are committed: transaction=True), for holding locks."""
+    import psycopg
+
+    from tests.worker_process import database_url_of
+
+    connection.ensure_connection()
+    with psycopg.connect(database_url_of(connection.settings_dict)) as other:
+        yield other
+        other.rollback()
+
+
+def _lock_timeout(value: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_placement_does_not_wait_for_the_offer_lock(customer, offer, make_quote, other_connection):
+    """An offer locked by another transaction (an offer edit, a placement through the ORM, a failover) does not
+    hold up a placement by credit: with a 1 s lock timeout it would fail if it waited."""
+    quote = make_quote(customer, [offer])
+    order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))
+    other_connection.execute('SELECT 1 FROM "marketplace_offer" WHERE "id" = %s FOR NO KEY UPDATE', [offer.pk])
+    _lock_timeout("1s")
+    try:
+        order, created = order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
+    finally:
+        _lock_timeout("0")
+    assert created and Order.objects.get(pk=order.pk).state == "queued"
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_unit_another_transaction_holds_is_skipped(customer, offer, make_quote, other_connection):
+    """Unit 1 (the next free one) locked by another transaction (a placement in flight): the placement takes unit
+    2 without waiting; once that transaction is gone, unit 1 is the next one taken."""
+    quote = make_quote(customer, [offer])
+    order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))  # units made: 0 held
+    unit1 = CapacityUnit.objects.get(offer=offer, index=1)
+    other_connection.execute('SELECT 1 FROM "orders_capacityunit" WHERE "id" = %s FOR UPDATE', [unit1.pk])
+    _lock_timeout("1s")
+    try:
+        first, _ = order_place(user=customer, idempotency_key="a", data=placement(quote_id=str(quote.id)))
+    finally:
+        _lock_timeout("0")
+    assert list(Reservation.objects.filter(order=first).values_list("unit__index", flat=True)) == [2]
+    other_connection.rollback()
+    second, _ = order_place(user=customer, idempotency_key="b", data=placement(quote_id=str(quote.id)))
+    assert list(Reservation.objects.filter(order=second).values_list("unit__index", flat=True)) == [1]
+    assert first.state == second.state == "queued"
+
+
+@postgres_only
+@pytest.mark.parametrize("change", [{"status": "unlisted"}, {"nodes_available": 9}])
+def test_an_offer_changed_since_it_was_read_is_not_placed_by_the_statement(customer, offer, make_quote, change):
+    """The statement checks the offer as of itself: unlisted, or its nodes changed, after the caller read it,
+    nothing is written (the caller then takes the ORM path, which locks the offer and reads it again)."""
+    from marketplace.models import Offer
+    from marketplace.orders.services.placement import _place_by_statement
+    from marketplace.orders.services.placement_reads import placement_reads
+
+    quote = make_quote(customer, [offer])
+    order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))
+    data = placement(quote_id=str(quote.id))
+    read = placement_reads(customer, "k", str(quote.id))
+    assert read.offer is not None and read.offer.pk == offer.pk and read.offer.provider.pk == offer.provider_id
+    Offer.objects.filter(pk=offer.pk).update(**change)
+    before = (Order.objects.count(), Reservation.objects.count(), OutboxMessage.objects.count())
+    assert _place_by_statement(customer, "k", data.hash(), quote, data.job, read.offer, now=timezone.now()) is None
+    assert (Order.objects.count(), Reservation.objects.count(), OutboxMessage.objects.count()) == before

@@ -15,10 +15,13 @@ pytestmark = pytest.mark.django_db
 
 # In a test's transaction (savepoints instead of BEGIN/COMMIT; on_commit work does not run).
 # Placing an order paid by credit on an offer that has taken orders before (its capacity units exist, its customer
-# has a credit account). PostgreSQL: the reads (replayed key, quote, billing profile, credit account) in one
-# statement, the offer locked, then the free units picked and every row written by one statement
-# (placement_statement.py), between the savepoint and its release. SQLite: the same reads, then the ORM's writes.
-PLACEMENT_QUERIES = {"postgresql": 5, "sqlite": 12}  # 27 on both before the one-statement reads and writes (36 before
+# has a credit account). PostgreSQL: the reads (replayed key, quote, billing profile, credit account, the first
+# alternative's offer) in one statement, then the free units picked and locked and every row written by one
+# statement (placement_statement.py), without the offer's lock; in a test's transaction between a savepoint and
+# its release (outside one, that statement is its own transaction: 2 statements in all). SQLite: the same reads,
+# then the ORM's writes.
+PLACEMENT_QUERIES = {"postgresql": 4, "sqlite": 12}  # 5 on PostgreSQL with the offer locked first; 27 on both
+# before the one-statement reads and writes (36 before
 # an order paid by credit was paid and queued in the transaction that reserves it; 40 before the conditional queue
 # UPDATE, loaded offer and merged unit check)
 PROVISION_QUERIES = 10  # was 11 before the conditional provisioning -> running UPDATE

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketplace.billing.services.order_hooks import billing_authorize_order_placing, billing_credit_ready
 from marketplace.errors import ConflictError, PermissionDeniedError
-from marketplace.models import Quote, User
+from marketplace.models import Offer, Quote, User
 from marketplace.orders import config
 from marketplace.orders.models import Order, OrderEvent
 from marketplace.orders.services import outbox, placement_statement, reservations
@@ -147,12 +148,46 @@ def _reserve(*, user: User, idempotency_key: str, data: PlacementInput, now: dat
                                                duration_hours=data.job.duration_hours, profile=read.profile,
                                                account=read.credit_account)
     try:
+        if by_credit:
+            placed = _place_by_statement(user, idempotency_key, request_hash, quote, data.job, read.offer, now=now)
+            if placed is not None:
+                return placed, True
         return _place(user, idempotency_key, request_hash, quote, data.job, now=now, by_credit=by_credit), True
     except IntegrityError:
         existing = _replay(user, idempotency_key, request_hash)  # a concurrent request with the same key won
         if existing is None:
             raise
         return existing, False
+
+
+def _new_order(user: User, key: str, request_hash: str, quote: Quote, plan: list[dict[str, Any]], job: JobInput,
+               *, now: datetime, state: State) -> Order:
+    return Order(customer=user, quote=quote, plan=plan, command=job.command, image=job.image, env=job.env,
+                 duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd, state=state, attempt=1,
+                 idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
+
+
+def _place_by_statement(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, offer: Offer | None,
+                        *, now: datetime) -> Order | None:
+    """Paid by credit, on the quote's first alternative: everything `_place` writes for it, as one statement that
+    is its own transaction (placement_statement.py), without the offer's row lock: the units it picks are locked
+    instead, skipping those another placement holds. `offer` is the first alternative's offer as read before
+    (placement_reads, unlocked; the statement checks it is still listed with as many nodes). None, with nothing
+    written, when this way cannot place it (SQLite, no offer read, too few free units or units out of step): the
+    caller then takes `_place`."""
+    if offer is None or not placement_statement.usable():
+        return None
+    plan = plan_from_quote(quote.alternatives)
+    candidates = list(alternatives_of(plan))
+    if not candidates or candidates[0][1].offer_id != offer.pk:
+        return None
+    order = _new_order(user, key, request_hash, quote, plan, job, now=now, state=State.QUEUED)
+    apply_alternative(order, *candidates[0], offer)
+    # Its own transaction (no BEGIN/COMMIT round trips); within a caller's transaction, a savepoint, so that an
+    # error (the same key placed concurrently) leaves the caller's transaction usable.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        placed = placement_statement.place_queued(order, offer, actor=user, now=now, quote_id=str(quote.id))
+    return order if placed else None
 
 
 @transaction.atomic
@@ -169,10 +204,8 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     first = candidates[0]
     if first[1].offer_id not in offers:
         raise ConflictError("The quote's first offer no longer exists.", code="no_capacity")
-    order = Order(customer=user, quote=quote, plan=plan, command=job.command, image=job.image, env=job.env,
-                  duration_hours=job.duration_hours, budget_cap_usd=job.budget_cap_usd,
-                  state=State.QUEUED if by_credit else State.RESERVED,
-                  attempt=1, idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
+    order = _new_order(user, key, request_hash, quote, plan, job, now=now,
+                       state=State.QUEUED if by_credit else State.RESERVED)
     apply_alternative(order, *first, offers[first[1].offer_id])
     if by_credit and placement_statement.usable() and placement_statement.place_queued(
             order, offers[first[1].offer_id], actor=user, now=now, quote_id=str(quote.id)):

@@ -9,13 +9,17 @@ statement, prepared, whose rows refer to the order by the id its INSERT returns.
 unsaved model instance exactly as save() would write it (marketplace/db_insert.py), so both paths write the
 same rows (tests/orders/test_placement_statement.py compares them).
 
-It runs inside `_place`'s transaction, after the offer row is locked; it also picks the free units
-(reservations.free_units_parts: the in-step check, the first units not held, the guard against an active
-reservation), which is correct only because it is a statement of its own after the lock: its snapshot sees every
-reservation committed before the lock was granted. The partial unique index on active reservations still refuses
-a double booking: the statement then fails and the transaction rolls back, as the ORM path's INSERT would. When
-the units are out of step or too few are free, it writes nothing and returns no row; that, SQLite and the first
-alternative's offer not listed take the ORM path.
+placement.py runs it as a transaction of its own, without the offer's row lock (`_place_by_statement`), and,
+when that cannot place the order, inside `_place`'s transaction after the lock. What makes it safe without the
+lock: the units it picks (reservations.free_units_parts) are locked FOR UPDATE SKIP LOCKED, so two placements
+never pick the same unit and never wait for each other's; a unit another transaction committed as held after
+this statement's snapshot is re-read when locked and dropped (READ COMMITTED re-checks the newest version against
+`NOT held`); the offer must still be listed with the nodes_available the caller read, as of this statement. The
+partial unique index on active reservations still refuses a double booking: the statement then fails and
+nothing of it is written. Row locks are taken units first, then the catalog version (as the ORM path does), and
+this statement waits only for the version row, which every writer takes last. When the offer is not listed or
+changed, the units are out of step or too few are free, it writes nothing and returns no row; that, SQLite and
+the first alternative's offer not read take the ORM path.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ def usable() -> bool:
 
 
 def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, quote_id: str) -> bool:
-    """Write the order (unsaved, `queued`, pointed at `offer`, locked by the caller) with everything placement by
-    credit writes, in one statement. False, with nothing written, when the offer cannot take it here (not listed,
-    too few free units, units out of step): the caller takes the ORM path."""
+    """Write the order (unsaved, `queued`, pointed at `offer` as the caller read it, with or without its row lock)
+    with everything placement by credit writes, in one statement. False, with nothing written, when the offer
+    cannot take it here (not listed or changed since read, too few free units, units out of step): the caller
+    takes the ORM path."""
     if order.state != State.QUEUED or order.attempt != 1 or offer.status != Offer.Status.LISTED \
             or offer.nodes_available < order.nodes:
         return False
@@ -56,7 +61,7 @@ def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, quot
     message = OutboxMessage(task=TASK_PROVISION, countdown=0)
     shapes = _shapes()
     wanted = offer.nodes_available
-    params = [offer.pk, offer.pk, wanted, offer.pk, wanted - 1, order.nodes,
+    params = [offer.pk, offer.pk, wanted, offer.pk, wanted - 1, order.nodes, offer.pk, wanted,
               *shapes["order"].params(order), *shapes["reservation"].params(reservation),
               *shapes["charge"].params(charge), *shapes["outbox"].params(message),
               *shapes["event"].params_many(events)]
@@ -106,16 +111,18 @@ def _shapes() -> dict:
 @cache
 def _statement(nodes: int) -> str:
     """Parameters: the in-step check's (the offer id twice, nodes_available), the free units' (the offer id), the
-    check's expected top index (nodes_available - 1) and `nodes`, then one JSON row per insert. Everything after
-    `ok` writes only when the offer's units are in step and `nodes` of them are free; the free units are read by
-    this statement, after the caller's lock on the offer: its snapshot sees every reservation committed before."""
+    check's expected top index (nodes_available - 1) and `nodes`, the offer's id and nodes_available as the caller
+    read them, then one JSON row per insert. Everything after `ok` writes only when the offer is listed with those
+    nodes, its units are in step and `nodes` of them are free and now locked by this statement."""
     shapes = _shapes()
-    check, free, guard = reservations.free_units_parts(nodes)
-    units, version = CapacityUnit._meta.db_table, CatalogVersion._meta.db_table
+    check, free, guard = reservations.free_units_parts(nodes, "postgresql")
+    units, version, offers = CapacityUnit._meta.db_table, CatalogVersion._meta.db_table, Offer._meta.db_table
     return (
         f"WITH chk AS ({check}), "
         f"picked AS (SELECT c.\"id\" FROM ({free}) c WHERE {guard}), "
-        f"ok AS (SELECT 1 FROM chk WHERE NOT chk.gap AND chk.top = %s AND (SELECT count(*) FROM picked) = %s), "
+        f"ok AS (SELECT 1 FROM chk WHERE NOT chk.gap AND chk.top = %s AND (SELECT count(*) FROM picked) = %s "
+        f'AND EXISTS (SELECT 1 FROM "{offers}" x WHERE x."id" = %s AND x."status" = \'{Offer.Status.LISTED.value}\' '
+        'AND x."nodes_available" = %s)), '
         f'ord AS ({shapes["order"].sql(where="EXISTS (SELECT 1 FROM ok)")}), '
         f'res AS ({shapes["reservation"].sql("ord o CROSS JOIN picked p")}), '
         f'held AS (UPDATE "{units}" SET "held" = true WHERE "id" IN (SELECT "id" FROM picked) '

@@ -1,10 +1,15 @@
 """Capacity: reserve units of an offer for an order, release them, keep unit rows in step with the offer.
 
-Locking order (everywhere): the order row, then offer rows by ascending id, then unit rows by (offer, index).
-Reserving locks the offer row (select_for_update), so concurrent reservations of one offer queue up on
-PostgreSQL; SQLite's BEGIN IMMEDIATE serialises every writer anyway. The free-unit count is the fast path; the
-partial unique index `reservation_one_active_per_unit` is what makes a double booking impossible: if two
-transactions ever chose the same unit, the second INSERT fails and its whole transaction rolls back (a 409).
+Locking order (everywhere): the order row, then offer rows by ascending id, then unit rows by (offer, index),
+then the catalog version row. Reserving through the ORM locks the offer row, so those reservations of one offer
+queue up on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises every writer anyway. On PostgreSQL the units picked
+are locked too, skipping units another transaction holds (FOR UPDATE SKIP LOCKED), which lets the one-statement
+placement (placement_statement.py) reserve without the offer lock. Offer rows are locked FOR NO KEY UPDATE: the
+foreign key checks of a transaction inserting an order or a reservation take FOR KEY SHARE on the offer, and
+must not wait for a lock holder that is itself waiting for the catalog version row that transaction holds (a
+deadlock). The free-unit count is the fast path; the partial unique index `reservation_one_active_per_unit` is
+what makes a double booking impossible: if two transactions ever chose the same unit, the second INSERT fails and
+its whole transaction rolls back (a 409).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
     0.03 ms at 860 reservations, and growing with them)."""
     wanted = offer.nodes_available
     with prepared_cursor() as cursor:
-        cursor.execute(_free_units_sql(int(nodes)), [offer.pk, offer.pk, wanted, offer.pk])
+        cursor.execute(_free_units_sql(int(nodes), connection.vendor), [offer.pk, offer.pk, wanted, offer.pk])
         rows = cursor.fetchall()
     top, gap = rows[0][1], rows[0][2]
     if gap or top != wanted - 1:
@@ -65,25 +70,35 @@ def _free_units_in_step(offer: Offer, nodes: int) -> list[int] | None:
 
 
 @cache
-def _free_units_sql(nodes: int) -> str:
-    check, free, guard = free_units_parts(nodes)
+def _free_units_sql(nodes: int, vendor: str) -> str:
+    check, free, guard = free_units_parts(nodes, vendor)
     return f'SELECT c."id", k.top, k.gap FROM ({check}) k LEFT JOIN ({free}) c ON {guard} ORDER BY c."index"'
 
 
 @cache
-def free_units_parts(nodes: int) -> tuple[str, str, str]:
+def free_units_parts(nodes: int, vendor: str) -> tuple[str, str, str]:
     """The SQL of _free_units_in_step's parts: the in-step check (parameters: the offer id twice, nodes_available;
     columns top, gap), the first `nodes` units not held (parameter: the offer id; columns id, index) and the
-    guard on a candidate `c` (no active reservation of it). placement_statement.py uses them too."""
+    guard on a candidate `c` (no active reservation of it). placement_statement.py uses them too.
+
+    On PostgreSQL the units picked are locked, skipping any another transaction holds (FOR UPDATE SKIP LOCKED):
+    two placements on one offer pick different units without waiting for each other, which is what lets the
+    one-statement placement (placement_statement.py) run without the offer's row lock. A unit a transaction
+    committed as held after this statement's snapshot is re-read when it is locked and dropped (READ COMMITTED
+    re-checks the locked row's newest version against `NOT held`), so a pick never depends on a stale snapshot."""
     unit, reservation = CapacityUnit._meta, Reservation._meta
     units, held_by = f'"{unit.db_table}"', f'"{reservation.db_table}"'
     check = (f'SELECT (SELECT u."index" FROM {units} u WHERE u."offer_id" = %s AND NOT u."retired" '
              f'ORDER BY u."index" DESC LIMIT 1) AS top, EXISTS(SELECT 1 FROM {units} u WHERE u."offer_id" = %s '
              f'AND u."retired" AND u."index" < %s) AS gap')
     free = (f'SELECT f."id", f."index" FROM {units} f WHERE f."offer_id" = %s AND NOT f."retired" AND '
-            f'NOT f."held" ORDER BY f."index" LIMIT {int(nodes)}')
+            f'NOT f."held" ORDER BY f."index" LIMIT {int(nodes)}{_skip_locked(vendor)}')
     guard = f'NOT EXISTS (SELECT 1 FROM {held_by} r WHERE r."unit_id" = c."id" AND r."active")'
     return check, free, guard
+
+
+def _skip_locked(vendor: str) -> str:
+    return " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""  # SQLite serialises its writers
 
 
 def free_units(offer_id: int) -> QuerySet[CapacityUnit]:
@@ -103,13 +118,15 @@ PLACEMENT_FIELDS = (*LOCKED_FIELDS, "name", "provider__name", "provider__slug", 
 
 
 def lock_offers(offer_ids: list[int], *, for_placement: bool = False) -> dict[int, Offer]:
-    """Lock the offers a transaction may reserve on, in ascending id order (no deadlock between two orders whose
-    alternatives name the same offers in different orders). Returns them by id (the fields reserving needs; with
-    `for_placement` also their provider, accelerator and region, unlocked)."""
+    """Lock the offers a transaction may reserve on (FOR NO KEY UPDATE: see the module's docstring), in ascending
+    id order (no deadlock between two orders whose alternatives name the same offers in different orders).
+    Returns them by id (the fields reserving needs; with `for_placement` also their provider, accelerator and
+    region, unlocked)."""
     ids = sorted(set(offer_ids))
     if for_placement:
         return {offer.pk: offer for offer in _lock_for_placement(ids)}
-    rows = Offer.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk").only(*LOCKED_FIELDS)
+    rows = (Offer.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=ids).order_by("pk")
+            .only(*LOCKED_FIELDS))
     return {offer.pk: offer for offer in rows}
 
 
@@ -122,30 +139,42 @@ def _lock_for_placement(ids: list[int]) -> list[Offer]:
     with prepared_cursor() as cursor:
         cursor.execute(sql, [ids] if connection.vendor == "postgresql" else ids)
         rows = cursor.fetchall()
-    offers = []
-    for row in rows:
-        offer, provider, accelerator, region = build_row(parts, row, connection)
-        offer.provider, offer.accelerator, offer.region = provider, accelerator, region
-        offers.append(offer)
-    return offers
+    return [offer_from_row(parts, row) for row in rows]
 
 
 @cache
 def _placement_lock_statement(vendor: str, count: int) -> tuple[str, list[ModelColumns]]:
     """`count` ids as placeholders, or (0) one array parameter (PostgreSQL)."""
-    offer = Offer._meta
-    parts = [model_columns(Offer, "f", [name for name in PLACEMENT_FIELDS if "__" not in name], connection)]
-    joins = []
-    for alias, relation in (("p", "provider"), ("a", "accelerator"), ("r", "region")):
-        field = offer.get_field(relation)
-        names = ["id", *(name.split("__")[1] for name in PLACEMENT_FIELDS if name.startswith(f"{relation}__"))]
-        parts.append(model_columns(field.related_model, alias, names, connection))
-        joins.append(f'INNER JOIN "{field.related_model._meta.db_table}" {alias} ON {alias}."id" = f."{field.column}"')
+    parts, joins = placement_offer_columns()
     select = ", ".join(column for part in parts for column in part.select)
     match = 'f."id" = ANY(%s)' if count == 0 else f'f."id" IN ({", ".join(["%s"] * count)})'
-    sql = f'SELECT {select} FROM "{offer.db_table}" f {" ".join(joins)} WHERE {match} ORDER BY f."id"'
-    sql += row_lock_clause("f", connection)
+    sql = f'SELECT {select} FROM "{Offer._meta.db_table}" f {" ".join(joins)} WHERE {match} ORDER BY f."id"'
+    sql += row_lock_clause("f", connection, no_key=True)
     return sql, parts
+
+
+def placement_offer_columns(prefix: str = "", join: str = "INNER JOIN") -> tuple[list[ModelColumns], list[str]]:
+    """What placement reads of an offer: its PLACEMENT_FIELDS, then its provider, accelerator and region (the
+    parts, for offer_from_row) and the joins that bring those three in. The offer is aliased `{prefix}f`, the
+    others `{prefix}p`, `{prefix}a` and `{prefix}r`."""
+    offer = Offer._meta
+    alias = f"{prefix}f"
+    parts = [model_columns(Offer, alias, [name for name in PLACEMENT_FIELDS if "__" not in name], connection)]
+    joins = []
+    for letter, relation in (("p", "provider"), ("a", "accelerator"), ("r", "region")):
+        field = offer.get_field(relation)
+        names = ["id", *(name.split("__")[1] for name in PLACEMENT_FIELDS if name.startswith(f"{relation}__"))]
+        parts.append(model_columns(field.related_model, f"{prefix}{letter}", names, connection))
+        joins.append(f'{join} "{field.related_model._meta.db_table}" {prefix}{letter} '
+                     f'ON {prefix}{letter}."id" = {alias}."{field.column}"')
+    return parts, joins
+
+
+def offer_from_row(parts: list[ModelColumns], row) -> Offer:
+    """The offer of a placement_offer_columns row, with its provider, accelerator and region cached on it."""
+    offer, provider, accelerator, region = build_row(parts, row, connection)
+    offer.provider, offer.accelerator, offer.region = provider, accelerator, region
+    return offer
 
 
 def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
@@ -161,7 +190,9 @@ def reserve(order: Order, offer: Offer | None, nodes: int, *, attempt: int,
     units = _free_units_in_step(offer, nodes)
     if units is None or len(units) < nodes:
         capacity_sync(offer)
-        units = list(free_units(offer.pk).values_list("pk", flat=True)[:nodes])
+        # Locked like _free_units_in_step's (skipping units another transaction holds; SQLite ignores it).
+        units = list(free_units(offer.pk).select_for_update(skip_locked=True, of=("self",))
+                     .values_list("pk", flat=True)[:nodes])
     if len(units) < nodes:
         return None
     held = Reservation.objects.bulk_create([
