@@ -29,9 +29,21 @@ def offer_b(provider_b, make_node_offer):
     return make_node_offer(provider_b, nodes=1, price="24.5000")
 
 
-def test_place_from_quote_reserves_and_queues(customer, offer_a, offer_b, make_quote):
+@pytest.fixture
+def sent(monkeypatch):
+    """The messages outbox.send_task publishes (recorded instead of sent)."""
+    from marketplace.orders.services import outbox
+
+    messages: list[tuple[str, list]] = []
+    monkeypatch.setattr(outbox, "send_task", lambda task, args, countdown=0: messages.append((task, list(args))))
+    return messages
+
+
+def test_place_from_quote_reserves_and_queues(customer, offer_a, offer_b, make_quote, sent,
+                                              django_capture_on_commit_callbacks):
     quote = make_quote(customer, [offer_a, offer_b], nodes=2)
-    order, created = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
+    with django_capture_on_commit_callbacks(execute=True):
+        order, created = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
 
     assert created is True
     order.refresh_from_db()
@@ -48,18 +60,42 @@ def test_place_from_quote_reserves_and_queues(customer, offer_a, offer_b, make_q
     assert set(held.values_list("expires_at", flat=True)) == {None}  # confirmed when queued
     events = list(OrderEvent.objects.filter(order=order).values_list("from_state", "to_state", "actor__username"))
     assert events == [("", "reserved", "customer"), ("reserved", "queued", "customer")]
-    assert list(OutboxMessage.objects.values_list("task", "args")) == [
-        ("workers.tasks.orders.provision", [order.id, 1])]
+    # Its provisioning is published after commit, with no outbox row (outbox.send_after_commit).
+    assert sent == [("workers.tasks.orders.provision", [order.id, 1])]
+    assert not OutboxMessage.objects.exists()
 
 
-def test_same_key_same_body_is_the_same_order(customer, offer_a, make_quote):
+def test_a_provision_message_that_cannot_be_published_is_kept_for_the_reconciler(
+        customer, offer_a, make_quote, monkeypatch, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    from marketplace.orders.services import outbox
+
+    def redis_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(outbox, "send_task", redis_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        order, _ = order_place(user=customer, idempotency_key="k1",
+                               data=placement(quote_id=str(make_quote(customer, [offer_a]).id)))
+    row = OutboxMessage.objects.get()
+    assert (row.task, row.args, row.attempts) == ("workers.tasks.orders.provision", [order.pk, 1], 1)
+    assert "Connection refused" in row.last_error
+    assert Order.objects.get(pk=order.pk).state == "queued"
+
+
+def test_same_key_same_body_is_the_same_order(customer, offer_a, make_quote, sent,
+                                              django_capture_on_commit_callbacks):
     quote = make_quote(customer, [offer_a])
-    first, created = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
-    again, created_again = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
+    with django_capture_on_commit_callbacks(execute=True):
+        first, created = order_place(user=customer, idempotency_key="k1", data=placement(quote_id=str(quote.id)))
+    with django_capture_on_commit_callbacks(execute=True):
+        again, created_again = order_place(user=customer, idempotency_key="k1",
+                                           data=placement(quote_id=str(quote.id)))
     assert (created, created_again, again.pk) == (True, False, first.pk)
     assert Order.objects.count() == 1
     assert Reservation.objects.filter(active=True).count() == 1
-    assert OutboxMessage.objects.count() == 1
+    assert sent == [("workers.tasks.orders.provision", [first.pk, 1])]  # published once
 
 
 def test_same_key_other_body_is_409_and_changes_nothing(customer, offer_a, make_quote):

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db
 # alternative's offer) in one statement, then the free units picked and locked and every row written by one
 # statement (placement_statement.py), without the offer's lock; in a test's transaction between a savepoint and
 # its release (outside one, that statement is its own transaction: 2 statements in all). SQLite: the same reads,
-# then the ORM's writes.
-PLACEMENT_QUERIES = {"postgresql": 4, "sqlite": 12}  # 5 on PostgreSQL with the offer locked first; 27 on both
-# before the one-statement reads and writes (36 before
+# then the ORM's writes. Neither writes an outbox row (the provision message is published after commit).
+PLACEMENT_QUERIES = {"postgresql": 4, "sqlite": 11}  # 5 and 12 with the offer locked first and the outbox row;
+# 27 on both before the one-statement reads and writes (36 before
 # an order paid by credit was paid and queued in the transaction that reserves it; 40 before the conditional queue
 # UPDATE, loaded offer and merged unit check)
 PROVISION_QUERIES = 10  # was 11 before the conditional provisioning -> running UPDATE

@@ -235,6 +235,6 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     if by_credit:  # what order_pay_and_queue does after a commit, here before it (credit needs no Stripe call)
         billing_authorize_order_placing(order)
         events.append(queued_event(order, now=now, actor=user))
-        outbox.enqueue(TASK_PROVISION, [order.pk, order.attempt])
+        outbox.send_after_commit(TASK_PROVISION, [order.pk, order.attempt])
     OrderEvent.objects.bulk_create(events)
     return order

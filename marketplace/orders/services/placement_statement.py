@@ -2,8 +2,9 @@
 
 What `_place` (placement.py) writes for an order paid from available credit (billing_credit_ready) whose first
 alternative has free units: the order row (`queued`), a reservation per unit (confirmed: no expiry), the units
-marked held, the catalog version bumped, the authorized credit charge, the provision message in the outbox, and
-the order's two events (reserved, queued). Through the ORM that is seven INSERT/UPDATE statements, each a round
+marked held, the catalog version bumped, the authorized credit charge and the order's two events (reserved,
+queued); its provision message is published after commit (outbox.send_after_commit: no outbox row unless that
+fails). Through the ORM that is seven INSERT/UPDATE statements, each a round
 trip and each compiled anew (about 40 % of an order's API request in CPU); here it is one data-modifying WITH
 statement, prepared, whose rows refer to the order by the id its INSERT returns. Every row is built from an
 unsaved model instance exactly as save() would write it (marketplace/db_insert.py), so both paths write the
@@ -34,7 +35,7 @@ from marketplace.billing.services.order_hooks import billing_order_placing_charg
 from marketplace.db_insert import insert_select
 from marketplace.db_prepared import prepared_cursor
 from marketplace.models import CatalogVersion, Offer, User
-from marketplace.orders.models import CapacityUnit, Order, OrderEvent, OutboxMessage, Reservation
+from marketplace.orders.models import CapacityUnit, Order, OrderEvent, Reservation
 from marketplace.orders.services import outbox, reservations
 from marketplace.orders.services.lifecycle import TASK_PROVISION, queued_event, reserved_event
 from marketplace.orders.states import State
@@ -58,19 +59,18 @@ def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, quot
     events = [reserved, queued_event(order, now=now, actor=actor)]
     reservation = Reservation(offer_id=offer.pk, attempt=order.attempt, expires_at=None)
     charge = billing_order_placing_charge(order)
-    message = OutboxMessage(task=TASK_PROVISION, countdown=0)
     shapes = _shapes()
     wanted = offer.nodes_available
     params = [offer.pk, offer.pk, wanted, offer.pk, wanted - 1, order.nodes, offer.pk, wanted,
               *shapes["order"].params(order), *shapes["reservation"].params(reservation),
-              *shapes["charge"].params(charge), *shapes["outbox"].params(message),
+              *shapes["charge"].params(charge),
               *shapes["event"].params_many(events)]
     with prepared_cursor() as cursor:
         cursor.execute(_statement(order.nodes), params)
         row = cursor.fetchone()
     if row is None:  # units out of step or too few free: nothing was written
         return False
-    order_id, charge_id, message_id, event_ids, units, bumped = row
+    order_id, charge_id, event_ids, units, bumped = row
     if not bumped:  # no catalog version row yet (a fresh database): the ORM's way creates it
         catalog_bump()
     _saved(order, order_id)
@@ -79,9 +79,7 @@ def place_queued(order: Order, offer: Offer, *, actor: User, now: datetime, quot
     reserved.data["units"] = units
     for event, event_id in zip(events, event_ids, strict=True):  # one INSERT: ids ascend in the rows' order
         _saved(event, event_id)
-    message.args = [order_id, order.attempt]
-    _saved(message, message_id)
-    outbox.publish_after_commit(message)
+    outbox.send_after_commit(TASK_PROVISION, [order_id, order.attempt])
     return True
 
 
@@ -99,7 +97,6 @@ def _shapes() -> dict:
         "order": insert_select(Order),
         "reservation": insert_select(Reservation, {**order_ref, "unit_id": 'p."id"'}),
         "charge": insert_select(OrderCharge, order_ref),
-        "outbox": insert_select(OutboxMessage, {"args": 'jsonb_build_array(o."id", 1)'}),
         # The reserved event's data gets the units the statement picked.
         "event": insert_select(OrderEvent, {
             **order_ref, "data": f"""CASE WHEN r."to_state" = '{State.RESERVED.value}' """
@@ -131,8 +128,7 @@ def _statement(nodes: int) -> str:
         f'bump AS (UPDATE "{version}" SET "version" = "version" + 1 WHERE "id" = 1 '
         f"AND EXISTS (SELECT 1 FROM held) RETURNING 1), "
         f'charge AS ({shapes["charge"].sql("ord o")}), '
-        f'box AS ({shapes["outbox"].sql("ord o")}), '
         f'ev AS ({shapes["event"].sql("ord o", many=True)}) '
-        f'SELECT o."id", (SELECT "id" FROM charge), (SELECT "id" FROM box), '
+        f'SELECT o."id", (SELECT "id" FROM charge), '
         f'(SELECT array_agg("id" ORDER BY "id") FROM ev), (SELECT array_agg("id" ORDER BY "id") FROM picked), '
         f"(SELECT count(*) FROM bump) FROM ord o")
