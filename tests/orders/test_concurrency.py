@@ -62,3 +62,51 @@ def test_200_orders_race_for_20_units(customer, make_user, provider_a, provider_
     assert Order.objects.count() == 20
     assert set(Order.objects.values_list("state", flat=True)) == {"queued"}
     assert CapacityUnit.objects.count() == 20
+
+
+def test_a_failover_locks_its_alternatives_before_it_takes_the_catalog_version(
+        customer, provider_a, provider_b, make_node_offer, make_quote):
+    """The locking order (reservations.py: offers, units, catalog version): a failover waiting for its next
+    offer's lock (held here by another transaction, as a placement through the ORM holds it) does not hold the
+    catalog version row, which that placement takes last. Releasing first (units, then the version) and locking
+    the offers after had left the two waiting for each other: a deadlock."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from marketplace.orders.services.failover import order_failover
+    from tests.worker_process import database_url_of
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL's (SQLite serialises its writers)")
+    first, second = make_node_offer(provider_a, nodes=1), make_node_offer(provider_b, nodes=1)
+    order, _ = order_place(user=customer, idempotency_key="k", data=placement(
+        quote_id=str(make_quote(customer, [first, second]).id)))
+    Order.objects.filter(pk=order.pk).update(state="provisioning")
+    url = database_url_of(connection.settings_dict)
+    outcome: dict = {}
+
+    def fail_over() -> None:
+        try:
+            outcome["order"] = order_failover(order.pk, 1, code="capacity_gone", reason="gone", task="test")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as watcher:
+        holder.execute('SELECT 1 FROM "marketplace_offer" WHERE "id" = %s FOR NO KEY UPDATE', [second.pk])
+        thread = threading.Thread(target=fail_over)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'").fetchone()[0]:
+            assert time.monotonic() < deadline and thread.is_alive(), outcome
+            time.sleep(0.02)
+        holder.execute('SELECT 1 FROM "marketplace_catalogversion" WHERE "id" = 1 FOR UPDATE NOWAIT')  # not held
+        holder.rollback()
+        thread.join(timeout=30)
+    assert "error" not in outcome, outcome
+    moved = Order.objects.get(pk=order.pk)
+    assert (moved.state, moved.attempt, moved.offer_id) == ("queued", 2, second.pk)

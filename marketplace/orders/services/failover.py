@@ -36,10 +36,15 @@ def order_failover(order_id: int, attempt: int, *, code: str, reason: str, task:
     if order.attempt != attempt or order.state != State.PROVISIONING:
         return None
     failed_offer, failed_ref = order.offer_id, order.job_ref
+    candidates = _candidates(order)
+    # The alternatives' offers are locked before the release touches units and the catalog version: the locking
+    # order of every reservation (reservations.py), so a failover never waits for an offer while holding the
+    # version row that a placement on that offer waits for.
+    offers = reservations.lock_offers([alt.offer_id for _, alt in candidates]) if candidates else {}
     reservations.release(order, reason=f"attempt {attempt} failed: {code}", now=now)
     if failed_ref:  # a job that failed to come up may still hold the provider's machines
         outbox.enqueue(TASK_TERMINATE, [order.pk, failed_offer, failed_ref])
-    chosen = _next_alternative(order, now=now, task=task)
+    chosen = _next_alternative(order, candidates, offers, now=now, task=task)
     if chosen is None:
         order.failure_code = "no_capacity" if code in CAPACITY_CODES else code
         order.failure_reason = (f"attempt {attempt} on offer {failed_offer} failed ({code}: {reason}); "
@@ -63,12 +68,14 @@ def order_failover(order_id: int, attempt: int, *, code: str, reason: str, task:
     return order
 
 
-def _next_alternative(order: Order, *, now: datetime, task: str) -> tuple[int, Alternative, Offer] | None:
+def _candidates(order: Order) -> list[tuple[int, Alternative]]:
+    """The alternatives after the current one, as many as attempts are left."""
     remaining = config.max_attempts() - order.attempt
-    candidates = [(i, alt) for i, alt in alternatives_of(order.plan) if i > order.plan_index][: max(0, remaining)]
-    if not candidates:
-        return None
-    offers = reservations.lock_offers([alt.offer_id for _, alt in candidates])
+    return [(i, alt) for i, alt in alternatives_of(order.plan) if i > order.plan_index][: max(0, remaining)]
+
+
+def _next_alternative(order: Order, candidates: list[tuple[int, Alternative]], offers: dict[int, Offer], *,
+                      now: datetime, task: str) -> tuple[int, Alternative, Offer] | None:
     for index, alternative in candidates:
         offer = offers.get(alternative.offer_id)
         held = reservations.reserve(order, offer, alternative.nodes, attempt=order.attempt + 1, expires_at=None)
