@@ -156,22 +156,24 @@ def test_beat_sends_the_meter_runs_a_worker_leaves_to_the_sweep(start_worker, si
                                                                 client_for, customer, provider_a, make_node_offer,
                                                                 make_quote, tmp_path: Path):
     """Metered every 1 s, swept every 0.3 s: the worker sends no meter message itself, so without beat's sweep the
-    order would stay running (the job ends after 2 s) with no log."""
+    order would stay running (the job ends after 3 s) with no log. Beat runs before the order is placed: started
+    after the order ran (a loaded machine starts it slowly), its first sweep could find the job already over and
+    meter it once."""
     env = {"ORDERS_METER_INTERVAL_S": "1", "ORDERS_METER_SWEEP_S": "0.3"}
     offer = make_node_offer(provider_a, nodes=1)
-    sim.configure_offer(offer.external_id, run_duration_s=2.0)
+    sim.configure_offer(offer.external_id, run_duration_s=3.0)
     beat = CeleryBeat(database_url=database_url_of(connection.settings_dict), redis_url=redis_url,
                       log_path=tmp_path / "beat.log", queue=private_queue, schedule=tmp_path / "beat-schedule")
     beat.env.update({**FAST_PIPELINE_ENV, **env})
     worker = start_worker(concurrency=2, **env)
     client = client_for(customer)
 
-    res = client.post("/api/v1/orders/", {"quote_id": str(make_quote(customer, [offer]).id), "job": job()},
-                      format="json", HTTP_IDEMPOTENCY_KEY="beat-meter")
-    assert res.status_code == 201, res.content
-    order_id = res.json()["id"]
-    wait_for_state(order_id, "running")
     with beat:
+        res = client.post("/api/v1/orders/", {"quote_id": str(make_quote(customer, [offer]).id), "job": job()},
+                          format="json", HTTP_IDEMPOTENCY_KEY="beat-meter")
+        assert res.status_code == 201, res.content
+        order_id = res.json()["id"]
+        wait_for_state(order_id, "running")
         wait_for(lambda: "running: python train.py" in client.get(f"/api/v1/orders/{order_id}/logs/").json()["text"],
                  message="the job's log, read by a meter run the sweep sent")
         order = wait_for_state(order_id, "completed", timeout=30)
