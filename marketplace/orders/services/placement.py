@@ -148,11 +148,13 @@ def _reserve(*, user: User, idempotency_key: str, data: PlacementInput, now: dat
                                                duration_hours=data.job.duration_hours, profile=read.profile,
                                                account=read.credit_account)
     try:
-        if by_credit:
+        tried = by_credit and read.offer is not None and placement_statement.usable()
+        if tried:
             placed = _place_by_statement(user, idempotency_key, request_hash, quote, data.job, read.offer, now=now)
             if placed is not None:
                 return placed, True
-        return _place(user, idempotency_key, request_hash, quote, data.job, now=now, by_credit=by_credit), True
+        return _place(user, idempotency_key, request_hash, quote, data.job, now=now, by_credit=by_credit,
+                      statement=not tried), True
     except IntegrityError:
         existing = _replay(user, idempotency_key, request_hash)  # a concurrent request with the same key won
         if existing is None:
@@ -167,16 +169,14 @@ def _new_order(user: User, key: str, request_hash: str, quote: Quote, plan: list
                  idempotency_key=key, request_hash=request_hash, state_changed_at=now, checked_at=now)
 
 
-def _place_by_statement(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, offer: Offer | None,
+def _place_by_statement(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, offer: Offer,
                         *, now: datetime) -> Order | None:
     """Paid by credit, on the quote's first alternative: everything `_place` writes for it, as one statement that
     is its own transaction (placement_statement.py), without the offer's row lock: the units it picks are locked
     instead, skipping those another placement holds. `offer` is the first alternative's offer as read before
     (placement_reads, unlocked; the statement checks it is still listed with as many nodes). None, with nothing
-    written, when this way cannot place it (SQLite, no offer read, too few free units or units out of step): the
-    caller then takes `_place`."""
-    if offer is None or not placement_statement.usable():
-        return None
+    written, when this way cannot place it (the offer not the first alternative's or changed, too few free units
+    or units out of step): the caller then takes `_place`. PostgreSQL only (placement_statement.usable)."""
     plan = plan_from_quote(quote.alternatives)
     candidates = list(alternatives_of(plan))
     if not candidates or candidates[0][1].offer_id != offer.pk:
@@ -192,10 +192,11 @@ def _place_by_statement(user: User, key: str, request_hash: str, quote: Quote, j
 
 @transaction.atomic
 def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput, *, now: datetime,
-           by_credit: bool = False) -> Order:
+           by_credit: bool = False, statement: bool = True) -> Order:
     """Reserve (the order `reserved`, its units held until expires_at); `by_credit`: also pay by credit and queue,
     so the order is written `queued` with both events (reserved, queued), its units confirmed (no expiry), its
-    authorized charge and its provision message, all in this transaction."""
+    authorized charge and its provision message, all in this transaction. `statement`: first try the
+    one-statement write under the lock (False: `_place_by_statement` has just found it cannot place the order)."""
     plan = plan_from_quote(quote.alternatives)
     candidates = list(alternatives_of(plan))[: config.max_attempts()]
     if not candidates:
@@ -207,7 +208,7 @@ def _place(user: User, key: str, request_hash: str, quote: Quote, job: JobInput,
     order = _new_order(user, key, request_hash, quote, plan, job, now=now,
                        state=State.QUEUED if by_credit else State.RESERVED)
     apply_alternative(order, *first, offers[first[1].offer_id])
-    if by_credit and placement_statement.usable() and placement_statement.place_queued(
+    if by_credit and statement and placement_statement.usable() and placement_statement.place_queued(
             order, offers[first[1].offer_id], actor=user, now=now, quote_id=str(quote.id)):
         return order
     order.save()
