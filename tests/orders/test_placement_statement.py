@@ -138,9 +138,17 @@ def other_connection():
         other.rollback()
 
 
-def _lock_timeout(value: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
+def _place_waiting_at_most_1s(customer, quote, key: str):
+    """order_place with a 1 s lock timeout on this session: a placement that waited for a lock fails."""
+    def lock_timeout(value: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
+
+    lock_timeout("1s")
+    try:
+        return order_place(user=customer, idempotency_key=key, data=placement(quote_id=str(quote.id)))
+    finally:
+        lock_timeout("0")
 
 
 @postgres_only
@@ -151,11 +159,7 @@ def test_placement_does_not_wait_for_the_offer_lock(customer, offer, make_quote,
     quote = make_quote(customer, [offer])
     order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))
     other_connection.execute('SELECT 1 FROM "marketplace_offer" WHERE "id" = %s FOR NO KEY UPDATE', [offer.pk])
-    _lock_timeout("1s")
-    try:
-        order, created = order_place(user=customer, idempotency_key="k", data=placement(quote_id=str(quote.id)))
-    finally:
-        _lock_timeout("0")
+    order, created = _place_waiting_at_most_1s(customer, quote, "k")
     assert created and Order.objects.get(pk=order.pk).state == "queued"
 
 
@@ -168,11 +172,7 @@ def test_a_unit_another_transaction_holds_is_skipped(customer, offer, make_quote
     order_place(user=customer, idempotency_key="warm", data=placement(quote_id=str(quote.id)))  # units made: 0 held
     unit1 = CapacityUnit.objects.get(offer=offer, index=1)
     other_connection.execute('SELECT 1 FROM "orders_capacityunit" WHERE "id" = %s FOR UPDATE', [unit1.pk])
-    _lock_timeout("1s")
-    try:
-        first, _ = order_place(user=customer, idempotency_key="a", data=placement(quote_id=str(quote.id)))
-    finally:
-        _lock_timeout("0")
+    first, _ = _place_waiting_at_most_1s(customer, quote, "a")
     assert list(Reservation.objects.filter(order=first).values_list("unit__index", flat=True)) == [2]
     other_connection.rollback()
     second, _ = order_place(user=customer, idempotency_key="b", data=placement(quote_id=str(quote.id)))

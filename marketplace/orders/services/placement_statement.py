@@ -4,7 +4,7 @@ What `_place` (placement.py) writes for an order paid from available credit (bil
 alternative has free units: the order row (`queued`), a reservation per unit (confirmed: no expiry), the units
 marked held, the catalog version bumped, the authorized credit charge and the order's two events (reserved,
 queued); its provision message is published after commit (outbox.send_after_commit: no outbox row unless that
-fails). Through the ORM that is seven INSERT/UPDATE statements, each a round
+fails). Through the ORM that is six INSERT/UPDATE statements, each a round
 trip and each compiled anew (about 40 % of an order's API request in CPU); here it is one data-modifying WITH
 statement, prepared, whose rows refer to the order by the id its INSERT returns. Every row is built from an
 unsaved model instance exactly as save() would write it (marketplace/db_insert.py), so both paths write the
