@@ -11,6 +11,16 @@ from rest_framework.test import APIClient
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Passwords hashed with one PBKDF2 iteration in the test process (tests/hashers.py says why). Through
+    override_settings, whose setting_changed signal clears Django's cached hashers."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["tests.hashers.OneIterationPBKDF2PasswordHasher"]):
+        yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
