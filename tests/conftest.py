@@ -21,6 +21,16 @@ def _fast_password_hashing():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_flush_and_restore():
+    """Transactional tests end with a flush and start with the serialized reference rows restored; both made
+    faster for the test process (tests/fast_db.py)."""
+    from tests.fast_db import fast_flush_and_restore
+
+    with fast_flush_and_restore():
+        yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
