@@ -10,8 +10,8 @@ transaction=True), cut for the test process only:
 - The restore at its start (serialized_rollback, tests/conftest.py): Django saves each of the ~250 reference rows
   (accelerators, regions, content types, permissions) one by one, an UPDATE then an INSERT each (~0.27 s); here
   each model's rows are one INSERT ... ON CONFLICT (pk) DO UPDATE (the same rows in the end), in the same
-  transaction with the same constraint check at its end. Rows
-  with many-to-many data or deferred fields (none today) are still saved one by one.
+  transaction with the same constraint check at its end. Rows with many-to-many data or deferred fields (none
+  today) are still saved one by one.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _delete_flush(truncate):
 
 
 def _bulk_deserialize(self: BaseDatabaseCreation, data: str) -> None:
-    """deserialize_db_from_string with one bulk INSERT per model (the tables are empty after the flush)."""
+    """deserialize_db_from_string with one upsert per model instead of a save() per row."""
     alias = self.connection.alias
     by_model: dict[type, list] = {}
     one_by_one = []
