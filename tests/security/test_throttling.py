@@ -28,7 +28,6 @@ def limits(settings):
     settings.THROTTLE_RATES = {"signin": "100/min", "tokens": "3/min", "recommendations": "2/min", "orders": "2/min"}
     settings.SIGNIN_FAILURES_MAX = 3
     settings.SIGNIN_LOCKOUT_SECONDS = 600
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast sign-ins
     throttling._state.update(down_until=0.0)
     yield settings
     throttling._state.update(down_until=0.0)
@@ -115,7 +114,6 @@ def test_limits_fail_open_when_the_cache_is_down(settings, client_for, customer,
                                                        "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0"}}
     settings.THROTTLE_RATES = {"signin": "1/min", "tokens": "1/min", "recommendations": "1/min", "orders": "1/min"}
     settings.SIGNIN_FAILURES_MAX = 1
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     throttling._state.update(down_until=0.0, logged_at=float("-inf"))
     api = client_for(customer)
     with caplog.at_level(logging.WARNING, logger="broker.throttling"):
